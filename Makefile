@@ -1,0 +1,30 @@
+# make install: .venv with the `assistd` console script; make run: serve on 127.0.0.1:8000 (SQLite under
+# ./.assistd/); make test: ruff + the whole suite on SQLite and on PostgreSQL (scripts/test).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install run test dev-upstream bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: install
+	$(VENV)/bin/assistd serve --host 127.0.0.1 --port 8000
+
+dev-upstream: install
+	$(VENV)/bin/assistd dev-upstream --host 127.0.0.1 --port 8001
+
+test: install
+	PY=$(PY) scripts/test
+
+bench: install
+	PY=$(PY) scripts/bench
+
+clean:
+	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache

@@ -1,0 +1,175 @@
+"""Every failure as OpenAI's envelope: API errors, validation, unknown routes, wrong methods, crashes.
+
+Validation errors become 400 ``invalid_request_error`` with ``param`` naming the offending field the way
+the hosted API did (``tools[0].function.name``), never FastAPI's 422.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from assistd.api.responses import json_response
+from assistd.errors import APIError, error_body
+
+log = logging.getLogger("assistd")
+
+_TYPE_NAMES = {
+    "string_type": "a string", "int_type": "an integer", "int_parsing": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "a boolean",
+    "bool_parsing": "a boolean", "dict_type": "an object", "list_type": "an array",
+    "model_type": "an object", "model_attributes_type": "an object",
+}
+
+JSON_INVALID = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _param_path(loc: tuple[Any, ...], body: Any, *, missing: bool) -> tuple[str, int]:
+    """Walk ``loc`` through the request body, skipping the union tags pydantic inserts.
+
+    Returns the dotted/indexed path and how many steps matched the body (used to pick the most
+    specific of several union errors).
+    """
+    parts: list[str] = []
+    current = body
+    matched = 0
+    items = list(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
+    for i, key in enumerate(items):
+        if isinstance(key, int) and isinstance(current, list) and 0 <= key < len(current):
+            parts.append(f"[{key}]")
+            current = current[key]
+            matched += 1
+        elif isinstance(key, str) and isinstance(current, dict) and key in current:
+            parts.append(("." if parts else "") + key)
+            current = current[key]
+            matched += 1
+        elif missing and i == len(items) - 1 and isinstance(key, str):
+            parts.append(("." if parts else "") + key)
+            matched += 1
+    return "".join(parts), matched
+
+
+def validation_error(exc: RequestValidationError) -> APIError:
+    errors = exc.errors()
+    body = getattr(exc, "body", None)
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return APIError(JSON_INVALID)
+    if body is None and any(e.get("loc") == ("body",) and e.get("type") == "missing" for e in errors):
+        return APIError("You must provide a JSON body.")
+    scored = []
+    for err in errors:
+        kind = err.get("type", "")
+        param, matched = _param_path(tuple(err.get("loc", ())), body, missing=kind == "missing")
+        scored.append((matched, err, param))
+    # The most specific error (deepest in the body) explains a union failure best.
+    _, err, param = max(scored, key=lambda s: s[0])
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "openai" and ctx.get("param"):
+        param = ctx["param"]
+    elif err.get("type") == "union_tag_not_found":
+        param = f"{param}.{str(ctx.get('discriminator', 'type')).strip(chr(39))}".lstrip(".")
+    return APIError(_message(err, param), param=param or None)
+
+
+def _message(err: dict[str, Any], param: str) -> str:
+    kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "openai":
+        return err["msg"]
+    if kind == "missing":
+        return f"Missing required parameter: '{param}'."
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}"
+    if kind in ("string_too_long", "string_too_short"):
+        which = "long" if kind.endswith("long") else "short"
+        bound = ctx.get("max_length" if which == "long" else "min_length")
+        edge = "maximum" if which == "long" else "minimum"
+        return (f"Invalid '{param}': string too {which}. Expected a string with {edge} length {bound}, "
+                f"but got a string with length {len(value) if isinstance(value, str) else '?'} instead.")
+    if kind in ("too_long", "too_short"):
+        which = "long" if kind == "too_long" else "short"
+        bound = ctx.get("max_length" if which == "long" else "min_length")
+        edge = "maximum" if which == "long" else "minimum"
+        size = ctx.get("actual_length", len(value) if isinstance(value, (list, dict, str)) else "?")
+        return (f"Invalid '{param}': array too {which}. Expected an array with {edge} length {bound}, "
+                f"but got an array with length {size} instead.")
+    if kind in ("less_than_equal", "less_than", "greater_than_equal", "greater_than"):
+        above = kind.startswith("less")
+        op = {"less_than_equal": "<=", "less_than": "<", "greater_than_equal": ">=", "greater_than": ">"}[kind]
+        bound = ctx.get({"<=": "le", "<": "lt", ">=": "ge", ">": "gt"}[op])
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return (f"Invalid '{param}': {'decimal above maximum' if above else 'decimal below minimum'} value. "
+                f"Expected a value {op} {bound}, but got {value} instead.")
+    if kind == "string_pattern_mismatch":
+        return (f"Invalid '{param}': string does not match pattern. Expected a string that matches the "
+                f"pattern '{ctx.get('pattern')}'.")
+    if kind in ("literal_error", "enum"):
+        return f"Invalid value: '{value}'. Supported values are: {ctx.get('expected')}."
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = ctx.get("tag", "")
+        expected = ctx.get("expected_tags", "")
+        if kind == "union_tag_not_found":
+            return f"Missing required parameter: '{param}'."
+        return f"Invalid value: '{tag}'. Supported values are: {expected}."
+    if kind in _TYPE_NAMES and not param:
+        return f"Invalid body: expected {_TYPE_NAMES[kind]}, but got {_json_kind(value)} instead."
+    if kind in _TYPE_NAMES:
+        return f"Invalid type for '{param}': expected {_TYPE_NAMES[kind]}, but got {_json_kind(value)} instead."
+    return f"Invalid '{param}': {err.get('msg', 'invalid value')}."
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> Response:
+        return json_response(exc.body(), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        err = validation_error(exc)
+        return json_response(err.body(), err.status_code)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        where = f"({request.method} {request.url.path})"
+        if exc.status_code == 404:
+            message = f"Invalid URL {where}"
+        elif exc.status_code == 405:
+            message = f"Invalid method for URL {where}"
+        else:
+            message = str(exc.detail)
+        return json_response(error_body(message, "invalid_request_error"), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return json_response(
+            error_body("The server had an error while processing your request. Sorry about that!",
+                       "server_error"),
+            500,
+        )

@@ -1,0 +1,67 @@
+"""The ASGI application: routers under /v1, the error envelope, start-up (migrate, keys), /healthz."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from assistd.api import assistants, error_handlers, messages, threads
+from assistd.api.request_body import RequestBody
+from assistd.api.responses import json_response
+from assistd.config import Settings, get_settings
+from assistd.errors import error_body
+from assistd.services.auth import Authenticator
+from assistd.store.db import Database
+from assistd.store.migrate import migrate
+
+log = logging.getLogger("assistd")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        await migrate(db)
+        auth = Authenticator(db, settings.api_keys)
+        await auth.start()
+        if await auth.dev_mode():
+            log.warning("no API keys configured (ASSISTD_API_KEYS, `assistd keys create`): local dev mode "
+                        "accepts any key. Do not expose this server.")
+        app.state.settings = settings
+        app.state.db = db
+        app.state.auth = auth
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await db.close()
+
+    app = FastAPI(
+        title="assistd",
+        summary="A self-hostable, drop-in server for the OpenAI Assistants API v2",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.ready = False
+    error_handlers.install(app)
+    for module in (assistants, threads, messages):
+        app.include_router(module.router, prefix="/v1")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz(request: Request) -> Response:
+        if request.app.state.ready and await request.app.state.db.ping():
+            return json_response({"status": "ok"})
+        return json_response(error_body("not ready", "server_error"), 503)
+
+    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, exempt_prefixes=("/v1/files",))
+    return app

@@ -1,0 +1,130 @@
+"""The ``assistd`` command: serve, migrate, keys, dev-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from assistd.config import Settings
+
+_ENV_HELP = """
+configuration (environment, prefix ASSISTD_; flags above override):
+  ASSISTD_DATABASE_URL   sqlite:///./.assistd/assistd.db (default) or postgresql://user@host:5432/db
+  ASSISTD_DATA_DIR       where uploaded files live (default ./.assistd)
+  ASSISTD_API_KEYS       comma list of keys, each `secret` or `secret:project`;
+                         unset (and no `assistd keys create` keys) = local dev mode, any key accepted
+  ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream (default http://127.0.0.1:8001/v1)
+  ASSISTD_LLM_API_KEY    key sent to the upstream
+  ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
+  ASSISTD_WORKERS        concurrent runs executed by this process (default 8; 0 = API only)
+"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from assistd.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from assistd.store.db import Database
+    from assistd.store.migrate import migrate
+
+    async def run() -> None:
+        db = Database(_settings(args).database_url)
+        try:
+            await migrate(db)
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    print("database is up to date")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from assistd.services import api_keys
+
+    return asyncio.run(api_keys.command(_settings(args), args))
+
+
+def _dev_upstream(args: argparse.Namespace) -> int:
+    from assistd.devupstream import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistd", description="Drop-in OpenAI Assistants API v2 server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def db_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database-url", help="overrides ASSISTD_DATABASE_URL")
+
+    serve = sub.add_parser("serve", help="run the API server (migrates first)", epilog=_ENV_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, help="overrides ASSISTD_WORKERS")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    db_flag(serve)
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    db_flag(migrate)
+    migrate.set_defaults(func=_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys stored in the database")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; the secret is printed once")
+    create.add_argument("--project", required=True, help="project name (created when new)")
+    create.add_argument("--name", help="a label for the key")
+    db_flag(create)
+    listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    db_flag(listing)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    db_flag(revoke)
+    keys.set_defaults(func=_keys)
+
+    upstream = sub.add_parser("dev-upstream", help="run the scripted OpenAI-compatible model for tests/demos")
+    upstream.add_argument("--host", default="127.0.0.1")
+    upstream.add_argument("--port", type=int, default=8001)
+    upstream.set_defaults(func=_dev_upstream)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Settings, read from the environment (prefix ``ASSISTD_``) and from ``assistd serve`` flags."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSISTD_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./.assistd/assistd.db",
+        description="sqlite:///path or postgresql://user@host/db",
+    )
+    data_dir: Path = Field(Path("./.assistd"), description="where files and blobs live")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma list of static keys, each `secret` or `secret:project`; unset = local dev mode",
+    )
+    llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream")
+    llm_api_key: str = Field("not-needed", description="key sent to the upstream")
+    models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
+    workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
+    max_body_bytes: int = Field(32 * 1024 * 1024, description="largest JSON request body accepted")
+    log_level: str = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pydantic models of request bodies, mirroring ``assistants-openapi.yaml`` (limits, enums, shapes)."""

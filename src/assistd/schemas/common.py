@@ -1,0 +1,197 @@
+"""Shapes shared by several requests: metadata, tools, tool resources, response formats.
+
+Request models forbid unknown fields (the hosted API answered "Unrecognized request argument supplied").
+Explicit ``null`` on an optional field means "not given": services read ``model_fields_set`` together
+with ``None`` checks, never a bare default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+
+class Strict(BaseModel):
+    """Base for request bodies: unknown keys are an error, as in the hosted API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Nested(BaseModel):
+    """Base for nested shapes the spec leaves open: unknown keys are dropped, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if len(value) > 16:
+        raise PydanticCustomError(
+            "openai",
+            "Invalid 'metadata': too many properties. Expected an object with at most 16 properties, "
+            "but got an object with {n} properties instead.",
+            {"n": len(value), "param": "metadata"},
+        )
+    for key, item in value.items():
+        if len(key) > 64:
+            raise PydanticCustomError(
+                "openai",
+                "Invalid 'metadata': key too long. Expected a key with maximum length 64, but got "
+                "'{key}' with length {n} instead.",
+                {"key": key[:80], "n": len(key), "param": "metadata"},
+            )
+        if len(item) > 512:
+            raise PydanticCustomError(
+                "openai",
+                "Invalid 'metadata.{key}': string too long. Expected a string with maximum length 512, "
+                "but got a string with length {n} instead.",
+                {"key": key, "n": len(item), "param": f"metadata.{key}"},
+            )
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, Field(default=None)]
+
+
+class WithMetadata(Strict):
+    metadata: Metadata = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_metadata(value)
+
+
+# --- tools -------------------------------------------------------------------------------------------
+
+class FunctionDefinition(Nested):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(Nested):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class CodeInterpreterTool(Nested):
+    type: Literal["code_interpreter"]
+
+
+class RankingOptions(Nested):
+    ranker: Literal["auto", "default_2024_08_21"] = "auto"
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+
+
+class FileSearchSettings(Nested):
+    max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(Nested):
+    type: Literal["file_search"]
+    file_search: FileSearchSettings | None = None
+
+
+Tool = Annotated[FunctionTool | CodeInterpreterTool | FileSearchTool, Field(discriminator="type")]
+
+
+class FileSearchTypeOnly(Nested):
+    type: Literal["file_search"]
+
+
+AttachmentTool = Annotated[CodeInterpreterTool | FileSearchTypeOnly, Field(discriminator="type")]
+
+
+def tool_dicts(tools: list[Any] | None) -> list[dict[str, Any]]:
+    """Tools as stored and returned: what the client sent, without nulls it did not mean."""
+    return [t.model_dump(exclude_none=True) for t in tools or []]
+
+
+# --- tool resources ------------------------------------------------------------------------------------
+
+class CodeInterpreterResources(Nested):
+    file_ids: Annotated[list[str], Field(max_length=20)] = []
+
+
+class AutoChunking(Strict):
+    type: Literal["auto"]
+
+
+class StaticChunkingParams(Strict):
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+
+
+class StaticChunking(Strict):
+    type: Literal["static"]
+    static: StaticChunkingParams
+
+
+ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator="type")]
+
+
+class VectorStoreHelper(Nested):
+    metadata: Metadata = None
+    file_ids: list[str] = []
+    chunking_strategy: ChunkingStrategy | None = None
+
+
+class FileSearchResources(Nested):
+    vector_store_ids: Annotated[list[str], Field(max_length=1)] | None = None
+    vector_stores: Annotated[list[VectorStoreHelper], Field(max_length=1)] | None = None
+
+
+class ToolResources(Nested):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+# --- response format -----------------------------------------------------------------------------------
+
+class TextFormat(Nested):
+    type: Literal["text"]
+
+
+class JsonObjectFormat(Nested):
+    type: Literal["json_object"]
+
+
+class JsonSchemaSpec(Nested):
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class JsonSchemaFormat(Nested):
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
+ResponseFormatObject = Annotated[
+    TextFormat | JsonObjectFormat | JsonSchemaFormat, Field(discriminator="type")
+]
+ResponseFormat = Union[Literal["auto"], ResponseFormatObject]
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+
+
+def response_format_value(value: Any) -> Any:
+    """The response_format as stored and returned (``auto`` when not given)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        return value
+    return value.model_dump(exclude_none=True, by_alias=True)
+
+
+Temperature = Annotated[float, Field(ge=0, le=2)]
+TopP = Annotated[float, Field(ge=0, le=1)]

@@ -1,0 +1,15 @@
+"""Request bodies of /v1/threads."""
+
+from __future__ import annotations
+
+from assistd.schemas.common import ToolResources, WithMetadata
+from assistd.schemas.messages import CreateMessage
+
+
+class CreateThread(WithMetadata):
+    messages: list[CreateMessage] | None = None
+    tool_resources: ToolResources | None = None
+
+
+class ModifyThread(WithMetadata):
+    tool_resources: ToolResources | None = None

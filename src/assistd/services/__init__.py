@@ -1,0 +1,1 @@
+"""Business logic, free of web imports: each function takes a connection and the caller's project."""

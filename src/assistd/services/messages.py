@@ -1,0 +1,138 @@
+"""Messages of a thread: create (from a string or content parts), read, modify, delete, list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistd import ids
+from assistd.errors import NotFound
+from assistd.pagination import Page, PageParams
+from assistd.schemas.messages import CreateMessage, ModifyMessage
+from assistd.store import objects
+from assistd.store.tables import messages, threads
+
+
+def text_content(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": {"value": value, "annotations": []}}
+
+
+def content_parts(content: str | list[Any]) -> list[dict[str, Any]]:
+    """Request content (string or parts) → stored MessageObject content."""
+    if isinstance(content, str):
+        return [text_content(content)]
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        if part.type == "text":
+            parts.append(text_content(part.text))
+        elif part.type == "image_file":
+            parts.append({"type": "image_file", "image_file": {
+                "file_id": part.image_file.file_id, "detail": part.image_file.detail or "auto"}})
+        else:
+            parts.append({"type": "image_url", "image_url": {
+                "url": part.image_url.url, "detail": part.image_url.detail or "auto"}})
+    return parts
+
+
+def new_message(
+    thread_id: str,
+    role: str,
+    content: list[dict[str, Any]],
+    *,
+    status: str = "completed",
+    assistant_id: str | None = None,
+    run_id: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    metadata: dict[str, str] | None = None,
+    created_at: int | None = None,
+) -> dict[str, Any]:
+    created = created_at or ids.now()
+    return {
+        "id": ids.new_id("message"),
+        "object": "thread.message",
+        "created_at": created,
+        "assistant_id": assistant_id,
+        "thread_id": thread_id,
+        "run_id": run_id,
+        "role": role,
+        "content": content,
+        "attachments": attachments or [],
+        "metadata": metadata or {},
+        "status": status,
+        "incomplete_details": None,
+        "completed_at": created if status == "completed" else None,
+        "incomplete_at": None,
+    }
+
+
+async def insert(conn: AsyncConnection, project_id: str, message: dict[str, Any]) -> None:
+    await objects.insert_object(
+        conn, messages, message, project_id=project_id,
+        thread_id=message["thread_id"], run_id=message["run_id"],
+    )
+
+
+async def add_user_message(
+    conn: AsyncConnection, project_id: str, thread_id: str, req: CreateMessage
+) -> dict[str, Any]:
+    """Store a message from a request body (thread create, message create, additional_messages)."""
+    message = new_message(
+        thread_id,
+        req.role,
+        content_parts(req.content),
+        attachments=[a.model_dump(exclude_none=True) for a in req.attachments or []],
+        metadata=req.metadata,
+    )
+    await insert(conn, project_id, message)
+    return message
+
+
+async def require_thread(conn: AsyncConnection, project_id: str, thread_id: str) -> None:
+    if await objects.get_raw(conn, threads, thread_id, project_id=project_id) is None:
+        raise NotFound("thread", thread_id)
+
+
+async def create(
+    conn: AsyncConnection, project_id: str, thread_id: str, req: CreateMessage
+) -> dict[str, Any]:
+    await require_thread(conn, project_id, thread_id)
+    return await add_user_message(conn, project_id, thread_id, req)
+
+
+async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str, message_id: str) -> str:
+    raw = await objects.get_raw(conn, messages, message_id, project_id=project_id, thread_id=thread_id)
+    if raw is None:
+        await require_thread(conn, project_id, thread_id)
+        raise NotFound("message", message_id)
+    return raw
+
+
+async def modify(
+    conn: AsyncConnection, project_id: str, thread_id: str, message_id: str, req: ModifyMessage
+) -> dict[str, Any]:
+    obj = await objects.get_for_update(conn, messages, message_id, project_id=project_id, thread_id=thread_id)
+    if obj is None:
+        await require_thread(conn, project_id, thread_id)
+        raise NotFound("message", message_id)
+    if req.metadata is not None:
+        obj["metadata"] = req.metadata
+    await objects.save_object(conn, messages, obj)
+    return obj
+
+
+async def delete(conn: AsyncConnection, project_id: str, thread_id: str, message_id: str) -> dict[str, Any]:
+    if not await objects.delete_object(conn, messages, message_id, project_id=project_id, thread_id=thread_id):
+        await require_thread(conn, project_id, thread_id)
+        raise NotFound("message", message_id)
+    return {"id": message_id, "object": "thread.message.deleted", "deleted": True}
+
+
+async def list_page(
+    conn: AsyncConnection, project_id: str, thread_id: str, page: PageParams, run_id: str | None = None
+) -> Page:
+    await require_thread(conn, project_id, thread_id)
+    filters = [messages.c.run_id == run_id] if run_id else []
+    return await objects.list_page(
+        conn, messages, page, filters=filters, project_id=project_id, thread_id=thread_id
+    )

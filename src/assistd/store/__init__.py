@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables and repository functions, on SQLite and PostgreSQL."""

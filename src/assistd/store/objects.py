@@ -1,0 +1,116 @@
+"""Repository functions shared by every object table (see ``tables._object_table``).
+
+Objects live as serialised JSON in ``data``; ``scope`` narrows a query to the caller's project and, for
+child objects, their parent (``thread_id=…``), so an id from elsewhere is simply not found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Table, and_, delete, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistd.errors import InvalidRequest
+from assistd.pagination import Page, PageParams
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _where(table: Table, scope: dict[str, Any]) -> list:
+    return [table.c[name] == value for name, value in scope.items()]
+
+
+async def insert_object(
+    conn: AsyncConnection, table: Table, obj: dict[str, Any], *, project_id: str, **columns: Any
+) -> None:
+    await conn.execute(
+        insert(table).values(
+            id=obj["id"], project_id=project_id, created_at=obj["created_at"], data=dumps(obj), **columns
+        )
+    )
+
+
+async def get_raw(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> str | None:
+    """The stored JSON text of one object, or None."""
+    row = await conn.execute(select(table.c.data).where(table.c.id == object_id, *_where(table, scope)))
+    return row.scalar_one_or_none()
+
+
+async def get_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> dict | None:
+    raw = await get_raw(conn, table, object_id, **scope)
+    return None if raw is None else orjson.loads(raw)
+
+
+async def get_for_update(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> dict | None:
+    """Like get_object, but locks the row on PostgreSQL (SQLite writers are already serialised)."""
+    stmt = select(table.c.data).where(table.c.id == object_id, *_where(table, scope))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    raw = (await conn.execute(stmt)).scalar_one_or_none()
+    return None if raw is None else orjson.loads(raw)
+
+
+async def save_object(conn: AsyncConnection, table: Table, obj: dict[str, Any], **columns: Any) -> None:
+    await conn.execute(update(table).where(table.c.id == obj["id"]).values(data=dumps(obj), **columns))
+
+
+async def delete_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> bool:
+    result = await conn.execute(delete(table).where(table.c.id == object_id, *_where(table, scope)))
+    return result.rowcount > 0
+
+
+async def delete_where(conn: AsyncConnection, table: Table, **scope: Any) -> None:
+    await conn.execute(delete(table).where(*_where(table, scope)))
+
+
+async def list_page(
+    conn: AsyncConnection, table: Table, page: PageParams, *, filters: list | None = None, **scope: Any
+) -> Page:
+    """One page in (created_at, seq) order; ``after``/``before`` are ids within the same scope."""
+    conditions = _where(table, scope) + list(filters or [])
+    key = tuple_(table.c.created_at, table.c.seq)
+
+    async def cursor(object_id: str, param: str) -> Any:
+        row = (
+            await conn.execute(
+                select(table.c.created_at, table.c.seq).where(table.c.id == object_id, *_where(table, scope))
+            )
+        ).first()
+        if row is None:
+            raise InvalidRequest(f"Invalid '{param}': no object found with id '{object_id}'.", param=param)
+        return tuple_(row.created_at, row.seq)
+
+    ascending = page.order == "asc"
+    bounds = []
+    if page.after:
+        c = await cursor(page.after, "after")
+        bounds.append(key > c if ascending else key < c)
+    if page.before:
+        c = await cursor(page.before, "before")
+        bounds.append(key < c if ascending else key > c)
+    # With only `before`, the page is the one just before the cursor: walk backwards, then flip.
+    backwards = bool(page.before) and not page.after
+    walk_ascending = ascending != backwards
+    order = (table.c.created_at.asc(), table.c.seq.asc()) if walk_ascending else (
+        table.c.created_at.desc(), table.c.seq.desc())
+    stmt = (
+        select(table.c.id, table.c.data)
+        .where(and_(*conditions, *bounds))
+        .order_by(*order)
+        .limit(page.limit + 1)
+    )
+    rows = (await conn.execute(stmt)).all()
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if backwards:
+        rows.reverse()
+    return Page(
+        items=[row.data.encode() for row in rows],
+        first_id=rows[0].id if rows else None,
+        last_id=rows[-1].id if rows else None,
+        has_more=has_more,
+    )

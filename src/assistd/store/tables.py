@@ -1,0 +1,62 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations under ``migrations/`` create them.
+
+Every API object is stored as its serialised JSON (``data``) beside the columns we query by. Reads hand
+the stored bytes straight to the client; writes rewrite ``data`` whole, inside one transaction.
+``seq`` is a monotonic key that orders objects created within the same second.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; Postgres wants BIGINT identity.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False),
+    Column("name", String(256), nullable=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("redacted", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+
+def _object_table(name: str, *extra: Column) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("seq", SeqType, primary_key=True, autoincrement=True),
+        Column("id", String(64), nullable=False, unique=True),
+        Column("project_id", String(64), nullable=False),
+        Column("created_at", BigInteger, nullable=False),
+        *extra,
+        Column("data", Text, nullable=False),
+    )
+
+
+assistants = _object_table("assistants")
+Index("ix_assistants_project", assistants.c.project_id, assistants.c.created_at, assistants.c.seq)
+
+threads = _object_table("threads")
+Index("ix_threads_project", threads.c.project_id, threads.c.created_at, threads.c.seq)
+
+messages = _object_table(
+    "messages",
+    Column("thread_id", String(64), nullable=False),
+    Column("run_id", String(64), nullable=True),
+)
+Index("ix_messages_thread", messages.c.thread_id, messages.c.created_at, messages.c.seq)

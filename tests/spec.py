@@ -1,0 +1,72 @@
+"""Validate API payloads against OpenAI's own schemas in ../shared/spec/assistants-openapi.yaml."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+_CANDIDATES = [
+    os.environ.get("ASSISTD_SPEC_PATH", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "spec" / "assistants-openapi.yaml"),
+    str(Path(__file__).resolve().parents[1] / "docs" / "spec" / "assistants-openapi.yaml"),
+]
+_URI = "urn:assistd:spec"
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> Registry:
+    for candidate in _CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            document = yaml.safe_load(Path(candidate).read_text())
+            break
+    else:
+        raise FileNotFoundError(f"assistants-openapi.yaml not found in {_CANDIDATES}")
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    return Registry().with_resource(_URI, resource)
+
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"{_URI}#/components/schemas/{name}"}, registry=_registry())
+
+
+def wire(obj: Any) -> Any:
+    """An SDK object as it came over the wire (the SDK's own defaults left out)."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(exclude_unset=True, mode="json", by_alias=True)
+    return obj
+
+
+def assert_schema(obj: Any, name: str) -> Any:
+    """Raise with every violation listed when ``obj`` is not a valid ``name`` from the spec.
+
+    ``obj`` may be a dict or an SDK object; the wire JSON is returned."""
+    obj = wire(obj)
+    errors = sorted(_validator(name).iter_errors(obj), key=lambda e: list(e.path))
+    if errors:
+        details = "\n".join(f"- at {list(e.path)}: {e.message[:300]}" for e in errors[:10])
+        raise AssertionError(f"payload is not a valid {name}:\n{details}")
+    return obj
+
+
+def assert_list(page: Any, item_schema: str) -> Any:
+    """A list envelope (first_id/last_id are null on an empty page, as the hosted API sent)."""
+    page = wire(page)
+    assert set(page) >= {"object", "data", "first_id", "last_id", "has_more"}, page
+    assert page["object"] == "list"
+    assert isinstance(page["has_more"], bool)
+    if page["data"]:
+        assert page["first_id"] == page["data"][0]["id"]
+        assert page["last_id"] == page["data"][-1]["id"]
+    else:
+        assert page["first_id"] is None and page["last_id"] is None
+    for item in page["data"]:
+        assert_schema(item, item_schema)
+    return page
