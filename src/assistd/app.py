@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from assistd.api import assistants, error_handlers, messages, threads
+from assistd.api import assistants, error_handlers, messages, runs, threads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.config import Settings, get_settings
 from assistd.errors import error_body
+from assistd.events.memory import MemoryBus
+from assistd.providers.router import ModelRouter
+from assistd.runner.pool import WorkerPool
 from assistd.services.auth import Authenticator
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
@@ -33,14 +36,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if await auth.dev_mode():
             log.warning("no API keys configured (ASSISTD_API_KEYS, `assistd keys create`): local dev mode "
                         "accepts any key. Do not expose this server.")
+        bus = MemoryBus()
+        router = ModelRouter.from_settings(settings)
+        pool = None
+        if settings.workers > 0:
+            pool = WorkerPool(db, bus, router, concurrency=settings.workers)
+            await pool.start()
         app.state.settings = settings
         app.state.db = db
         app.state.auth = auth
+        app.state.bus = bus
+        app.state.pool = pool
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            if pool is not None:
+                await pool.stop()
+            await router.aclose()
             await db.close()
 
     app = FastAPI(
@@ -54,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.ready = False
     error_handlers.install(app)
-    for module in (assistants, threads, messages):
+    # runs first: POST /threads/runs must not be taken for POST /threads/{thread_id}.
+    for module in (runs, assistants, threads, messages):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/healthz", include_in_schema=False)

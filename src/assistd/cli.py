@@ -38,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     from assistd.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(settings)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -50,6 +50,25 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from assistd.runner.worker_main import run_worker
+
+    settings = _settings(args)
+    _configure_logging(settings)
+    if settings.database_url.startswith("sqlite"):
+        print("assistd worker needs PostgreSQL: with SQLite, `assistd serve` executes runs itself")
+        return 2
+    asyncio.run(run_worker(settings, settings.workers or 8))
+    return 0
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Every upstream request would otherwise be logged at INFO by the HTTP client.
+    for noisy in ("httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -96,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     db_flag(serve)
     serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="execute runs only (no HTTP), beside `serve` on PostgreSQL",
+                            epilog=_ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    worker.add_argument("--workers", type=int, help="concurrent runs (overrides ASSISTD_WORKERS)")
+    db_flag(worker)
+    worker.set_defaults(func=_worker)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     db_flag(migrate)

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
     workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
+    run_ttl_seconds: int = Field(600, ge=1, description="runs expire this long after creation (the API's 10 min)")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="largest JSON request body accepted")
     log_level: str = "info"
 

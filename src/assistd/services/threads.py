@@ -12,10 +12,10 @@ from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import messages as message_service
 from assistd.services.resources import merge_tool_resources, tool_resources_dict
 from assistd.store import objects
-from assistd.store.tables import messages, threads
+from assistd.store.tables import messages, run_steps, runs, threads
 
-# Tables whose rows belong to a thread and go with it; later issues add theirs (runs, steps).
-THREAD_CHILDREN = [messages]
+# Tables whose rows belong to a thread and go with it.
+THREAD_CHILDREN = [messages, runs, run_steps]
 
 
 async def create(conn: AsyncConnection, project_id: str, req: CreateThread) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""/v1/threads/{thread_id}/runs, /v1/threads/runs, and run steps."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from assistd.api.deps import DB, Paging, Project
+from assistd.api.responses import json_response, raw_json_response
+from assistd.errors import InvalidRequest
+from assistd.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs
+from assistd.services import runs as service
+from assistd.services import steps as step_service
+from assistd.services.outbox import Outbox
+
+router = APIRouter(tags=["runs"])
+
+Include = Annotated[list[str] | None, Query(alias="include[]", description=step_service.FILE_SEARCH_CONTENT)]
+# The SDK's pollers wait this long between GETs of an unfinished run.
+POLL_HEADERS = {"openai-poll-after-ms": "100"}
+
+
+def _no_stream(stream: bool | None) -> None:
+    if stream:
+        raise InvalidRequest("Streaming runs is not supported yet; omit 'stream' and poll the run.",
+                             param="stream")
+
+
+def _ttl(request: Request) -> int:
+    return request.app.state.settings.run_ttl_seconds
+
+
+async def _after_commit(request: Request, outbox: Outbox, run_id: str, *, cancel: bool = False) -> None:
+    await outbox.flush(request.app.state.bus)
+    pool = request.app.state.pool
+    if pool is not None:
+        pool.cancel_local(run_id) if cancel else pool.wake()
+
+
+@router.post("/threads/runs")
+async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
+    _no_stream(body.stream)
+    outbox = Outbox()
+    async with db.write() as conn:
+        _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
+    await _after_commit(request, outbox, run["id"])
+    return json_response(run)
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str, body: CreateRun, request: Request, project: Project, db: DB, include: Include = None
+) -> Response:
+    step_service.check_include(include)
+    _no_stream(body.stream)
+    outbox = Outbox()
+    async with db.write() as conn:
+        run = await service.create(conn, project, thread_id, body, outbox, _ttl(request))
+    await _after_commit(request, outbox, run["id"])
+    return json_response(run)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(thread_id: str, project: Project, db: DB, page: Paging) -> Response:
+    async with db.read() as conn:
+        return raw_json_response((await service.list_page(conn, project, thread_id, page)).to_json())
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: str, run_id: str, project: Project, db: DB) -> Response:
+    async with db.read() as conn:
+        response = raw_json_response(await service.get_raw(conn, project, thread_id, run_id))
+    response.headers.update(POLL_HEADERS)
+    return response
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}")
+async def modify_run(thread_id: str, run_id: str, body: ModifyRun, project: Project, db: DB) -> Response:
+    async with db.write() as conn:
+        return json_response(await service.modify(conn, project, thread_id, run_id, body.metadata))
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(thread_id: str, run_id: str, request: Request, project: Project, db: DB) -> Response:
+    outbox = Outbox(run_id)
+    async with db.write() as conn:
+        run = await service.cancel(conn, project, thread_id, run_id, outbox)
+    await _after_commit(request, outbox, run_id, cancel=True)
+    return json_response(run)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/submit_tool_outputs")
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request, project: Project, db: DB
+) -> Response:
+    _no_stream(body.stream)
+    outbox = Outbox(run_id)
+    async with db.write() as conn:
+        run = await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox)
+    await _after_commit(request, outbox, run_id)
+    return json_response(run)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(
+    thread_id: str, run_id: str, project: Project, db: DB, page: Paging, include: Include = None
+) -> Response:
+    step_service.check_include(include)
+    async with db.read() as conn:
+        result = await step_service.list_page(conn, project, thread_id, run_id, page)
+    return raw_json_response(result.to_json())
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def get_run_step(
+    thread_id: str, run_id: str, step_id: str, project: Project, db: DB, include: Include = None
+) -> Response:
+    step_service.check_include(include)
+    async with db.read() as conn:
+        return raw_json_response(await step_service.get_raw(conn, project, thread_id, run_id, step_id))

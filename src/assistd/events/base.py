@@ -1,0 +1,56 @@
+"""The event bus interface. Backends: in-process (``memory``); cross-process ones come with streaming.
+
+A channel carries one run's events (``run_channel``). Subscribers must subscribe before the run can
+start (before its row is committed) so they see every event; events are delivered in publish order.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str  # the SSE event name, e.g. "thread.run.created", "thread.message.delta"
+    data: dict[str, Any]
+
+
+def run_channel(run_id: str) -> str:
+    return f"run:{run_id}"
+
+
+class Subscription(abc.ABC):
+    """An open subscription: iterate for events; ``close()`` (or ``async with``) to stop."""
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    @abc.abstractmethod
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds without one."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class EventBus(abc.ABC):
+    @abc.abstractmethod
+    async def publish(self, channel: str, event: Event) -> None: ...
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> Subscription: ...
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

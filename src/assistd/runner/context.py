@@ -1,0 +1,118 @@
+"""What the model is shown: the run's instructions, the thread (truncated), and this run's own steps.
+
+Token counts here are estimates (about four bytes a token): they only decide what to drop; the usage
+recorded on steps is what the upstream reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistd.store.tables import messages, run_steps
+
+# Room kept for the answer when fitting the prompt into the model's context window.
+ANSWER_RESERVE = 1024
+_MAX_SCAN = 2000  # messages read at most when walking back through a very long thread
+
+
+def estimate_tokens(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode()) // 4 + 1
+    return len(orjson.dumps(value)) // 4 + 1
+
+
+def message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored thread message as a chat-completions message."""
+    parts: list[dict[str, Any]] = []
+    for part in message["content"]:
+        if part["type"] == "text":
+            parts.append({"type": "text", "text": part["text"]["value"]})
+        elif part["type"] == "image_url":
+            parts.append({"type": "image_url", "image_url": dict(part["image_url"])})
+        elif part["type"] == "image_file":
+            # Uploaded images reach the model once files are stored (file_search/files issue).
+            parts.append({"type": "text", "text": f"[image file {part['image_file']['file_id']}]"})
+        elif part["type"] == "refusal":
+            parts.append({"type": "text", "text": part.get("refusal", "")})
+    if all(p["type"] == "text" for p in parts):
+        return {"role": message["role"], "content": "".join(p["text"] for p in parts)}
+    return {"role": message["role"], "content": parts}
+
+
+async def thread_history(
+    conn: AsyncConnection, thread_id: str, run_id: str, *, last_messages: int | None, token_budget: int
+) -> list[dict[str, Any]]:
+    """Newest thread messages (not this run's) that fit ``token_budget``, oldest first.
+
+    The newest message is always kept, even over budget, so the caller can tell "too long" apart."""
+    limit = min(last_messages or _MAX_SCAN, _MAX_SCAN)
+    stmt = (
+        select(messages.c.data)
+        .where(messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
+        .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
+        .limit(limit)
+    )
+    picked: list[dict[str, Any]] = []
+    used = 0
+    for (raw,) in await conn.execute(stmt):
+        chat = message_to_chat(orjson.loads(raw))
+        cost = estimate_tokens(chat["content"]) + 4
+        if picked and used + cost > token_budget:
+            break
+        picked.append(chat)
+        used += cost
+    picked.reverse()
+    return picked
+
+
+async def run_transcript(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    """This run's completed work so far, as chat messages: its answers and its tool calls with outputs."""
+    steps = [orjson.loads(raw) for (raw,) in await conn.execute(
+        select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "completed")
+        .order_by(run_steps.c.created_at, run_steps.c.seq))]
+    message_ids = [s["step_details"]["message_creation"]["message_id"] for s in steps
+                   if s["type"] == "message_creation"]
+    by_id: dict[str, dict[str, Any]] = {}
+    if message_ids:
+        for (raw,) in await conn.execute(select(messages.c.data).where(messages.c.id.in_(message_ids))):
+            m = orjson.loads(raw)
+            by_id[m["id"]] = m
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        if step["type"] == "message_creation":
+            message = by_id.get(step["step_details"]["message_creation"]["message_id"])
+            if message is not None:
+                out.append(message_to_chat(message))
+            continue
+        calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
+        if not calls:
+            continue
+        out.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": c["id"], "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+            for c in calls]})
+        for c in calls:
+            out.append({"role": "tool", "tool_call_id": c["id"], "content": c["function"]["output"] or ""})
+    return out
+
+
+def chat_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's tools offered to the model; server-side tools join as their issues land."""
+    return [{"type": "function", "function": t["function"]} for t in run["tools"] if t["type"] == "function"]
+
+
+def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]]) -> Any:
+    choice = run.get("tool_choice") or "auto"
+    if not tools:
+        return None
+    if isinstance(choice, dict):
+        if choice.get("type") == "function":
+            return {"type": "function", "function": {"name": choice["function"]["name"]}}
+        return "auto"
+    return choice

@@ -1,0 +1,237 @@
+"""Runs as the API sees them: create (also with a new thread), read, list, modify, cancel, tool outputs.
+
+Executing a run is the runner's job; this module only records what was asked and moves the run through
+the statuses a client may cause (queued, cancelling, back to queued after tool outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistd import ids
+from assistd.errors import Conflict, InvalidRequest, NotFound
+from assistd.pagination import Page, PageParams
+from assistd.schemas.common import response_format_value, tool_dicts
+from assistd.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs
+from assistd.schemas.threads import CreateThread
+from assistd.services import assistants as assistant_service
+from assistd.services import messages as message_service
+from assistd.services import threads as thread_service
+from assistd.services.outbox import Outbox
+from assistd.services.run_objects import ACTIVE_STATUSES, RUN_TTL_SECONDS, set_run_status, set_step_status
+from assistd.store import objects
+from assistd.store.tables import run_steps, runs, threads
+
+
+async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
+    stmt = select(runs.c.id).where(runs.c.thread_id == thread_id, runs.c.status.in_(ACTIVE_STATUSES)).limit(1)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
+async def save_run(conn: AsyncConnection, run: dict[str, Any], **columns: Any) -> None:
+    await objects.save_object(conn, runs, run, status=run["status"], expires_at=run["expires_at"], **columns)
+
+
+async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
+    await objects.save_object(conn, run_steps, step, status=step["status"])
+
+
+async def insert_step(conn: AsyncConnection, project_id: str, step: dict[str, Any]) -> None:
+    await objects.insert_object(conn, run_steps, step, project_id=project_id, thread_id=step["thread_id"],
+                                run_id=step["run_id"], status=step["status"])
+
+
+def _named_choice_check(tool_choice: Any, tools: list[dict[str, Any]]) -> None:
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
+        name = (tool_choice.get("function") or {}).get("name")
+        if not name:
+            raise InvalidRequest("Missing required parameter: 'tool_choice.function'.", param="tool_choice.function")
+        if not any(t["type"] == "function" and t["function"]["name"] == name for t in tools):
+            raise InvalidRequest(f"Invalid 'tool_choice': no function named '{name}' among the run's tools.",
+                                 param="tool_choice")
+    elif isinstance(tool_choice, dict) and not any(t["type"] == tool_choice["type"] for t in tools):
+        raise InvalidRequest(f"Invalid 'tool_choice': the run has no {tool_choice['type']} tool.", param="tool_choice")
+
+
+def _build_run(
+    thread_id: str, assistant: dict[str, Any], req: RunOptions, extra_instructions: str | None, ttl: int
+) -> dict:
+    created = ids.now()
+    instructions = req.instructions if req.instructions is not None else assistant.get("instructions")
+    if extra_instructions:
+        instructions = f"{instructions}\n\n{extra_instructions}" if instructions else extra_instructions
+    tools = tool_dicts(req.tools) if req.tools is not None else assistant.get("tools", [])
+    tool_choice: Any = "auto"
+    if req.tool_choice is not None:
+        tool_choice = (req.tool_choice if isinstance(req.tool_choice, str)
+                       else req.tool_choice.model_dump(exclude_none=True))
+        _named_choice_check(tool_choice, tools)
+    truncation = {"type": "auto", "last_messages": None}
+    if req.truncation_strategy is not None:
+        truncation = {"type": req.truncation_strategy.type, "last_messages": req.truncation_strategy.last_messages}
+    return {
+        "id": ids.new_id("run"),
+        "object": "thread.run",
+        "created_at": created,
+        "assistant_id": assistant["id"],
+        "thread_id": thread_id,
+        "status": "queued",
+        "started_at": None,
+        "expires_at": created + ttl,
+        "cancelled_at": None,
+        "failed_at": None,
+        "completed_at": None,
+        "required_action": None,
+        "last_error": None,
+        "model": req.model or assistant["model"],
+        "instructions": instructions or "",
+        "tools": tools,
+        "tool_resources": {},
+        "metadata": req.metadata or {},
+        "temperature": req.temperature if req.temperature is not None else assistant.get("temperature", 1.0),
+        "top_p": req.top_p if req.top_p is not None else assistant.get("top_p", 1.0),
+        "reasoning_effort": req.reasoning_effort or assistant.get("reasoning_effort"),
+        "max_completion_tokens": req.max_completion_tokens,
+        "max_prompt_tokens": req.max_prompt_tokens,
+        "truncation_strategy": truncation,
+        "incomplete_details": None,
+        "usage": None,
+        "response_format": (response_format_value(req.response_format) if req.response_format is not None
+                            else assistant.get("response_format", "auto")),
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": True if req.parallel_tool_calls is None else req.parallel_tool_calls,
+    }
+
+
+async def _start(
+    conn: AsyncConnection, project_id: str, thread: dict, req: RunOptions, outbox: Outbox,
+    extra_instructions: str | None, ttl: int,
+) -> dict[str, Any]:
+    assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
+    run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
+    # Resources the run's tools may use: the thread's override the assistant's per tool.
+    run["tool_resources"] = {**(assistant.get("tool_resources") or {}), **(thread.get("tool_resources") or {})}
+    await objects.insert_object(conn, runs, run, project_id=project_id, thread_id=thread["id"],
+                                status="queued", expires_at=run["expires_at"])
+    outbox.run_id = run["id"]
+    outbox.add("thread.run.created", run)
+    outbox.add("thread.run.queued", run)
+    return run
+
+
+async def create(
+    conn: AsyncConnection, project_id: str, thread_id: str, req: CreateRun, outbox: Outbox,
+    ttl: int = RUN_TTL_SECONDS,
+) -> dict[str, Any]:
+    # Lock the thread row so two concurrent creates can't both see "no active run".
+    thread = await objects.get_for_update(conn, threads, thread_id, project_id=project_id)
+    if thread is None:
+        raise NotFound("thread", thread_id)
+    active = await active_run_id(conn, thread_id)
+    if active is not None:
+        raise Conflict(f"Thread {thread_id} already has an active run {active}.")
+    for message in req.additional_messages or []:
+        await message_service.add_user_message(conn, project_id, thread_id, message)
+    return await _start(conn, project_id, thread, req, outbox, req.additional_instructions, ttl)
+
+
+async def create_thread_and_run(
+    conn: AsyncConnection, project_id: str, req: CreateThreadAndRun, outbox: Outbox,
+    ttl: int = RUN_TTL_SECONDS,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    thread_req = req.thread or CreateThread()
+    if req.tool_resources is not None and thread_req.tool_resources is None:
+        thread_req = thread_req.model_copy(update={"tool_resources": req.tool_resources})
+    thread = await thread_service.create(conn, project_id, thread_req)
+    outbox.add("thread.created", thread)  # first on the run's channel: streams subscribe by run id
+    run = await _start(conn, project_id, thread, req, outbox, None, ttl)
+    return thread, run
+
+
+async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> str:
+    raw = await objects.get_raw(conn, runs, run_id, project_id=project_id, thread_id=thread_id)
+    if raw is None:
+        await message_service.require_thread(conn, project_id, thread_id)
+        raise NotFound("run", run_id)
+    return raw
+
+
+async def get_for_update(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict:
+    run = await objects.get_for_update(conn, runs, run_id, project_id=project_id, thread_id=thread_id)
+    if run is None:
+        await message_service.require_thread(conn, project_id, thread_id)
+        raise NotFound("run", run_id)
+    return run
+
+
+async def list_page(conn: AsyncConnection, project_id: str, thread_id: str, page: PageParams) -> Page:
+    await message_service.require_thread(conn, project_id, thread_id)
+    return await objects.list_page(conn, runs, page, project_id=project_id, thread_id=thread_id)
+
+
+async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
+    run = await get_for_update(conn, project_id, thread_id, run_id)
+    if metadata is not None:
+        run["metadata"] = metadata
+    await objects.save_object(conn, runs, run)
+    return run
+
+
+async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, outbox: Outbox) -> dict:
+    """Ask for cancellation: the worker executing (or next claiming) the run finishes it as cancelled."""
+    run = await get_for_update(conn, project_id, thread_id, run_id)
+    if run["status"] not in ("queued", "in_progress", "requires_action"):
+        raise Conflict(f"Cannot cancel run with status '{run['status']}'.", param=None)
+    set_run_status(run, "cancelling")
+    await save_run(conn, run)
+    outbox.run_id = run_id
+    outbox.add("thread.run.cancelling", run)
+    return run
+
+
+async def submit_tool_outputs(
+    conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, req: SubmitToolOutputs, outbox: Outbox
+) -> dict[str, Any]:
+    run = await get_for_update(conn, project_id, thread_id, run_id)
+    if run["status"] != "requires_action" or not run.get("required_action"):
+        raise Conflict(f'Runs in status "{run["status"]}" do not accept tool outputs.')
+    pending = [c["id"] for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
+    given: dict[str, str] = {}
+    for i, item in enumerate(req.tool_outputs):
+        if item.tool_call_id not in pending:
+            raise InvalidRequest(f"Invalid 'tool_outputs[{i}].tool_call_id': no pending tool call with id "
+                                 f"'{item.tool_call_id}'.", param=f"tool_outputs[{i}].tool_call_id")
+        if item.tool_call_id in given:
+            raise InvalidRequest(f"Duplicate output for tool call '{item.tool_call_id}'.",
+                                 param=f"tool_outputs[{i}].tool_call_id")
+        given[item.tool_call_id] = item.output
+    missing = [call_id for call_id in pending if call_id not in given]
+    if missing:
+        raise InvalidRequest(f"Expected tool outputs for call_ids {pending}, got {list(given)}.",
+                             param="tool_outputs")
+    step = await _pending_tool_step(conn, run_id, pending)
+    for call in step["step_details"]["tool_calls"]:
+        if call["id"] in given:
+            call["function"]["output"] = given[call["id"]]
+    set_step_status(step, "completed")
+    await save_step(conn, step)
+    set_run_status(run, "queued", required_action=None)
+    await save_run(conn, run, lease_owner=None, lease_expires_at=None)
+    outbox.run_id = run_id
+    outbox.add("thread.run.step.completed", step)
+    outbox.add("thread.run.queued", run)
+    return run
+
+
+async def _pending_tool_step(conn: AsyncConnection, run_id: str, call_ids: list[str]) -> dict[str, Any]:
+    stmt = (select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "in_progress")
+            .order_by(run_steps.c.seq.desc()))
+    for (raw,) in await conn.execute(stmt):
+        step = orjson.loads(raw)
+        if step["type"] == "tool_calls" and {c["id"] for c in step["step_details"]["tool_calls"]} >= set(call_ids):
+            return step
+    raise NotFound("run step", f"for tool calls {call_ids}")
