@@ -7,7 +7,7 @@ the stored bytes straight to the client; writes rewrite ``data`` whole, inside o
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -60,3 +60,24 @@ messages = _object_table(
     Column("run_id", String(64), nullable=True),
 )
 Index("ix_messages_thread", messages.c.thread_id, messages.c.created_at, messages.c.seq)
+
+# The runs table is also the work queue: ``status`` + lease columns are what workers claim by.
+runs = _object_table(
+    "runs",
+    Column("thread_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("expires_at", BigInteger, nullable=True),
+)
+Index("ix_runs_thread", runs.c.thread_id, runs.c.created_at, runs.c.seq)
+Index("ix_runs_status", runs.c.status, runs.c.lease_expires_at)
+
+run_steps = _object_table(
+    "run_steps",
+    Column("thread_id", String(64), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("status", String(32), nullable=False),
+)
+Index("ix_run_steps_run", run_steps.c.run_id, run_steps.c.created_at, run_steps.c.seq)
+Index("ix_run_steps_thread", run_steps.c.thread_id)
