@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router = ModelRouter.from_settings(settings)
         pool = None
         if settings.workers > 0:
-            pool = WorkerPool(db, bus, router, concurrency=settings.workers)
+            pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds)
             await pool.start()
         app.state.settings = settings
         app.state.db = db

@@ -20,6 +20,8 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_LLM_API_KEY    key sent to the upstream
   ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
   ASSISTD_WORKERS        concurrent runs executed by this process (default 8; 0 = API only)
+  ASSISTD_LEASE_SECONDS  a dead worker's runs are resumed elsewhere this long after it stops (default 10)
+  ASSISTD_RUN_TTL_SECONDS runs expire this long after creation (default 600, as the hosted API)
 """
 
 

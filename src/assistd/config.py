@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
     workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
+    lease_seconds: float = Field(10.0, gt=0, description="a worker's claim on a run lapses this long after its "
+                                 "last heartbeat; another worker then resumes the run")
     run_ttl_seconds: int = Field(600, ge=1, description="runs expire this long after creation (the API's 10 min)")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="largest JSON request body accepted")
     log_level: str = "info"

@@ -20,7 +20,7 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     db = Database(settings.database_url)
     await migrate(db)
     router = ModelRouter.from_settings(settings)
-    pool = WorkerPool(db, MemoryBus(), router, concurrency=concurrency)
+    pool = WorkerPool(db, MemoryBus(), router, concurrency=concurrency, lease_seconds=settings.lease_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
