@@ -9,23 +9,19 @@ from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
 from assistd.api.responses import json_response, raw_json_response
-from assistd.errors import InvalidRequest
+from assistd.api.sse import run_events, sse_response
+from assistd.events.base import Subscription, run_channel
 from assistd.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs
 from assistd.services import runs as service
 from assistd.services import steps as step_service
 from assistd.services.outbox import Outbox
+from assistd.store.db import Database
 
 router = APIRouter(tags=["runs"])
 
 Include = Annotated[list[str] | None, Query(alias="include[]", description=step_service.FILE_SEARCH_CONTENT)]
 # The SDK's pollers wait this long between GETs of an unfinished run.
 POLL_HEADERS = {"openai-poll-after-ms": "100"}
-
-
-def _no_stream(stream: bool | None) -> None:
-    if stream:
-        raise InvalidRequest("Streaming runs is not supported yet; omit 'stream' and poll the run.",
-                             param="stream")
 
 
 def _ttl(request: Request) -> int:
@@ -39,14 +35,43 @@ async def _after_commit(request: Request, outbox: Outbox, run_id: str, *, cancel
         pool.cancel_local(run_id) if cancel else pool.wake()
 
 
+async def _subscribe(request: Request, run_id: str) -> Subscription:
+    return await request.app.state.bus.subscribe(run_channel(run_id))
+
+
+def _stream(request: Request, db: Database, project: str, run: dict, sub: Subscription) -> Response:
+    async def load_run() -> dict | None:
+        async with db.read() as conn:
+            return await service.get(conn, project, run["thread_id"], run["id"])
+
+    return sse_response(run_events(sub, load_run))
+
+
+async def _respond(
+    request: Request, db: Database, project: str, outbox: Outbox, run: dict, sub: Subscription | None,
+    *, cancel: bool = False,
+) -> Response:
+    """After the commit: publish, wake the workers, and answer with the run or its event stream."""
+    await _after_commit(request, outbox, run["id"], cancel=cancel)
+    if sub is None:
+        return json_response(run)
+    return _stream(request, db, project, run, sub)
+
+
 @router.post("/threads/runs")
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
-    _no_stream(body.stream)
     outbox = Outbox()
-    async with db.write() as conn:
-        _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
-    await _after_commit(request, outbox, run["id"])
-    return json_response(run)
+    sub = None
+    try:
+        async with db.write() as conn:
+            _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
+            # Subscribed before the commit: no worker can start the run before we listen.
+            sub = await _subscribe(request, run["id"]) if body.stream else None
+    except BaseException:
+        if sub is not None:
+            await sub.close()
+        raise
+    return await _respond(request, db, project, outbox, run, sub)
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -54,12 +79,17 @@ async def create_run(
     thread_id: str, body: CreateRun, request: Request, project: Project, db: DB, include: Include = None
 ) -> Response:
     step_service.check_include(include)
-    _no_stream(body.stream)
     outbox = Outbox()
-    async with db.write() as conn:
-        run = await service.create(conn, project, thread_id, body, outbox, _ttl(request))
-    await _after_commit(request, outbox, run["id"])
-    return json_response(run)
+    sub = None
+    try:
+        async with db.write() as conn:
+            run = await service.create(conn, project, thread_id, body, outbox, _ttl(request))
+            sub = await _subscribe(request, run["id"]) if body.stream else None
+    except BaseException:
+        if sub is not None:
+            await sub.close()
+        raise
+    return await _respond(request, db, project, outbox, run, sub)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -95,12 +125,16 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, project: Pro
 async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request, project: Project, db: DB
 ) -> Response:
-    _no_stream(body.stream)
     outbox = Outbox(run_id)
-    async with db.write() as conn:
-        run = await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox)
-    await _after_commit(request, outbox, run_id)
-    return json_response(run)
+    sub = await _subscribe(request, run_id) if body.stream else None
+    try:
+        async with db.write() as conn:
+            run = await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox)
+    except BaseException:
+        if sub is not None:
+            await sub.close()
+        raise
+    return await _respond(request, db, project, outbox, run, sub)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")

@@ -235,3 +235,7 @@ async def _pending_tool_step(conn: AsyncConnection, run_id: str, call_ids: list[
         if step["type"] == "tool_calls" and {c["id"] for c in step["step_details"]["tool_calls"]} >= set(call_ids):
             return step
     raise NotFound("run step", f"for tool calls {call_ids}")
+
+
+async def get(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict[str, Any] | None:
+    return await objects.get_object(conn, runs, run_id, project_id=project_id, thread_id=thread_id)

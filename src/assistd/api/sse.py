@@ -1,0 +1,69 @@
+"""Server-sent events for a run, in the hosted API's wire format (``event: NAME`` / ``data: JSON``).
+
+The stream ends after the run's last event (``completed``, ``failed``, ``cancelled``, ``expired``,
+``incomplete``) or when it stops for the client (``requires_action``), with ``event: done`` /
+``data: [DONE]``. A client that disconnects only closes its subscription: the run goes on.
+When nothing is heard for a while the stream sends a keep-alive comment and checks the stored run, so it
+ends even if the process executing the run could not deliver its events here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from assistd.errors import error_body
+from assistd.events.base import Event, Subscription
+
+log = logging.getLogger("assistd.sse")
+
+STOP_EVENTS = frozenset({
+    "thread.run.completed", "thread.run.failed", "thread.run.cancelled", "thread.run.expired",
+    "thread.run.incomplete", "thread.run.requires_action",
+})
+_STOP_STATUSES = {name.removeprefix("thread.run."): name for name in STOP_EVENTS}
+KEEPALIVE_SECONDS = 1.0
+DONE = b"event: done\ndata: [DONE]\n\n"
+
+
+def encode(event: Event) -> bytes:
+    return b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
+
+
+async def run_events(
+    subscription: Subscription, load_run: Callable[[], Awaitable[dict | None]]
+) -> AsyncIterator[bytes]:
+    idle = 0.0
+    try:
+        while True:
+            event = await subscription.get(timeout=KEEPALIVE_SECONDS)
+            if event is not None:
+                idle = 0.0
+                yield encode(event)
+                if event.name in STOP_EVENTS:
+                    break
+                continue
+            idle += KEEPALIVE_SECONDS
+            yield b": keep-alive\n\n"
+            if idle >= 5 * KEEPALIVE_SECONDS:
+                idle = 0.0
+                run = await load_run()
+                if run is None or run["status"] in _STOP_STATUSES:
+                    if run is not None:
+                        yield encode(Event(_STOP_STATUSES[run["status"]], run))
+                    break
+        yield DONE
+    except Exception as exc:  # after the first byte an error can only travel as an event
+        log.exception("stream failed")
+        yield encode(Event("error", error_body(f"Stream failed: {type(exc).__name__}", "server_error")))
+        yield DONE
+    finally:
+        await subscription.close()
+
+
+def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
