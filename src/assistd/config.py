@@ -22,6 +22,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma list of static keys, each `secret` or `secret:project`; unset = local dev mode",
     )
+    redis_url: str | None = Field(None, description="redis://… carries run events between processes "
+                                  "(default on PostgreSQL: LISTEN/NOTIFY)")
     llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream")
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
