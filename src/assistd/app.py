@@ -14,7 +14,7 @@ from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.config import Settings, get_settings
 from assistd.errors import error_body
-from assistd.events.memory import MemoryBus
+from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
 from assistd.services.auth import Authenticator
@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if await auth.dev_mode():
             log.warning("no API keys configured (ASSISTD_API_KEYS, `assistd keys create`): local dev mode "
                         "accepts any key. Do not expose this server.")
-        bus = MemoryBus()
+        bus = create_bus(settings)
+        await bus.start()
         router = ModelRouter.from_settings(settings)
         pool = None
         if settings.workers > 0:
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if pool is not None:
                 await pool.stop()
             await router.aclose()
+            await bus.aclose()
             await db.close()
 
     app = FastAPI(

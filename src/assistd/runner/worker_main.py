@@ -7,7 +7,7 @@ import logging
 import signal
 
 from assistd.config import Settings
-from assistd.events.memory import MemoryBus
+from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
 from assistd.store.db import Database
@@ -20,7 +20,9 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     db = Database(settings.database_url)
     await migrate(db)
     router = ModelRouter.from_settings(settings)
-    pool = WorkerPool(db, MemoryBus(), router, concurrency=concurrency, lease_seconds=settings.lease_seconds)
+    bus = create_bus(settings)
+    await bus.start()
+    pool = WorkerPool(db, bus, router, concurrency=concurrency, lease_seconds=settings.lease_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -33,4 +35,5 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     finally:
         await pool.stop()
         await router.aclose()
+        await bus.aclose()
         await db.close()
