@@ -28,8 +28,30 @@ def _registry() -> Registry:
             break
     else:
         raise FileNotFoundError(f"assistants-openapi.yaml not found in {_CANDIDATES}")
-    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    resource = Resource.from_contents(_nullable(document), default_specification=DRAFT202012)
     return Registry().with_resource(_URI, resource)
+
+
+def _nullable(node: Any) -> Any:
+    """OpenAPI's ``nullable: true`` (which JSON Schema ignores) as an explicit ``anyOf [..., null]``.
+
+    The document still marks many fields that way (``RunObject.started_at``…, and ``allOf: [$ref,
+    {nullable: true}]``); the hosted API sends ``null`` for them, as the document's own examples show."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    nullable = node.pop("nullable", False) is True
+    parts = node.get("allOf")
+    if isinstance(parts, list) and {"nullable": True} in parts:  # allOf: [$ref, {nullable: true}]
+        node["allOf"] = [p for p in parts if p != {"nullable": True}]
+        nullable = True
+    node = {key: _nullable(value) for key, value in node.items()}
+    if not nullable:
+        return node
+    keep = {k: node.pop(k) for k in ("description", "title", "default", "example") if k in node}
+    return {**keep, "anyOf": [node, {"type": "null"}]}
 
 
 @functools.cache

@@ -52,7 +52,12 @@ async def _respond(
     *, cancel: bool = False,
 ) -> Response:
     """After the commit: publish, wake the workers, and answer with the run or its event stream."""
-    await _after_commit(request, outbox, run["id"], cancel=cancel)
+    try:
+        await _after_commit(request, outbox, run["id"], cancel=cancel)
+    except BaseException:
+        if sub is not None:  # no stream will read it
+            await sub.close()
+        raise
     if sub is None:
         return json_response(run)
     return _stream(request, db, project, run, sub)

@@ -10,10 +10,11 @@ ends even if the process executing the run could not deliver its events here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import orjson
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from assistd.errors import error_body
 from assistd.events.base import Event, Subscription
@@ -33,9 +34,17 @@ def encode(event: Event) -> bytes:
     return b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
 
 
+def error_event(message: str) -> Event:
+    """``event: error``: the spec's ``ErrorEvent.data`` is a bare ``Error`` (message, type, param, code),
+    while the SDKs look for ``data.error`` (openai-python raises only then; openai-node reads
+    ``data.error ?? data``), so the same object is given both ways."""
+    error = error_body(message, "server_error")["error"]
+    return Event("error", {**error, "error": error})
+
+
 async def run_events(
     subscription: Subscription, load_run: Callable[[], Awaitable[dict | None]]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     idle = 0.0
     try:
         while True:
@@ -58,12 +67,27 @@ async def run_events(
         yield DONE
     except Exception as exc:  # after the first byte an error can only travel as an event
         log.exception("stream failed")
-        yield encode(Event("error", error_body(f"Stream failed: {type(exc).__name__}", "server_error")))
+        yield encode(error_event(f"Stream failed: {type(exc).__name__}"))
         yield DONE
     finally:
         await subscription.close()
 
 
-def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+class EventStreamResponse(StreamingResponse):
+    """Closes its body when the response ends however it ends. A client that goes away while a chunk is
+    being sent leaves Starlette's loop with the generator parked at its ``yield``: without this, the
+    generator (and the run subscription it holds, queueing every later event of the run) stays open
+    until the garbage collector finds it."""
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
+def sse_response(body: AsyncGenerator[bytes, None]) -> StreamingResponse:
+    return EventStreamResponse(body, media_type="text/event-stream",
+                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
