@@ -1,0 +1,25 @@
+"""The baseline: a bare Starlette app (no FastAPI, no auth, no database) answering
+``GET /v1/assistants/{assistant_id}`` with fixed JSON bytes — the ceiling uvicorn + Starlette allow.
+
+The bytes come from the file ``BENCH_BARE_JSON_FILE`` names (the benchmark writes there what assistd
+returned). Serve with ``harness.uvicorn_app("bench.bare_app:app", ...)``: same loop/http settings as assistd.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+BODY = Path(os.environ["BENCH_BARE_JSON_FILE"]).read_bytes()
+
+
+async def get_assistant(request: Request) -> Response:
+    return Response(BODY, media_type="application/json")
+
+
+app = Starlette(routes=[Route("/v1/assistants/{assistant_id}", get_assistant, methods=["GET"])])
