@@ -14,11 +14,12 @@ async def project_id(request: Request) -> str:
     return await request.app.state.auth.project_for(request.headers.get("authorization"))
 
 
-def database(request: Request) -> Database:
+# Dependencies are async on purpose: FastAPI runs plain `def` ones in a thread pool, a hop per request.
+async def database(request: Request) -> Database:
     return request.app.state.db
 
 
-def page_params(
+async def page_params(
     limit: Annotated[str | None, Query(description="1 to 100, default 20")] = None,
     order: Annotated[str | None, Query(description="asc or desc (default)")] = None,
     after: Annotated[str | None, Query(description="object id to start after")] = None,

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from assistd.api.request_body import JSON_INVALID
 from assistd.api.responses import json_response
 from assistd.errors import APIError, error_body
 
@@ -25,12 +26,6 @@ _TYPE_NAMES = {
     "bool_parsing": "a boolean", "dict_type": "an object", "list_type": "an array",
     "model_type": "an object", "model_attributes_type": "an object",
 }
-
-JSON_INVALID = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
-    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
-)
-
 
 def _json_kind(value: Any) -> str:
     if value is None:
@@ -84,15 +79,26 @@ def validation_error(exc: RequestValidationError) -> APIError:
     for err in errors:
         kind = err.get("type", "")
         param, matched = _param_path(tuple(err.get("loc", ())), body, missing=kind == "missing")
-        scored.append((matched, err, param))
-    # The most specific error (deepest in the body) explains a union failure best.
-    _, err, param = max(scored, key=lambda s: s[0])
+        scored.append((matched, not _wrong_branch(err), err, param))
+    # The most specific error (deepest in the body) explains a union failure best; at equal depth, the
+    # branch the value's JSON type picked (an empty `content` array is too short, not "not a string").
+    _, _, err, param = max(scored, key=lambda s: s[:2])
     ctx = err.get("ctx") or {}
     if err.get("type") == "openai" and ctx.get("param"):
-        param = ctx["param"]
-    elif err.get("type") == "union_tag_not_found":
+        # ctx's param starts at the field that raised it (``metadata.k``); keep where that field sits
+        # (``messages[0].metadata`` → ``messages[0].metadata.k``).
+        field = str(err["loc"][-1]) if err.get("loc") else ""
+        prefix = param[: -len(field)] if field and param.endswith(field) else ""
+        param = prefix + ctx["param"] if ctx["param"].startswith(field) else ctx["param"]
+    elif err.get("type") in ("union_tag_not_found", "union_tag_invalid"):
         param = f"{param}.{str(ctx.get('discriminator', 'type')).strip(chr(39))}".lstrip(".")
     return APIError(_message(err, param), param=param or None)
+
+
+def _wrong_branch(err: dict[str, Any]) -> bool:
+    """A union member that failed only because the value is of another JSON type."""
+    kind = err.get("type", "")
+    return kind in _TYPE_NAMES or (kind == "literal_error" and not isinstance(err.get("input"), str))
 
 
 def _message(err: dict[str, Any], param: str) -> str:
@@ -100,7 +106,8 @@ def _message(err: dict[str, Any], param: str) -> str:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     if kind == "openai":
-        return err["msg"]
+        # The message names the field as its validator saw it; name it where it sits in the body.
+        return err["msg"].replace(f"'{ctx.get('param')}'", f"'{param}'", 1) if ctx.get("param") else err["msg"]
     if kind == "missing":
         return f"Missing required parameter: '{param}'."
     if kind == "extra_forbidden":
@@ -124,7 +131,8 @@ def _message(err: dict[str, Any], param: str) -> str:
         bound = ctx.get({"<=": "le", "<": "lt", ">=": "ge", ">": "gt"}[op])
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
-        return (f"Invalid '{param}': {'decimal above maximum' if above else 'decimal below minimum'} value. "
+        number = "integer" if isinstance(value, int) and not isinstance(value, bool) else "decimal"
+        return (f"Invalid '{param}': {number} {'above maximum' if above else 'below minimum'} value. "
                 f"Expected a value {op} {bound}, but got {value} instead.")
     if kind == "string_pattern_mismatch":
         return (f"Invalid '{param}': string does not match pattern. Expected a string that matches the "

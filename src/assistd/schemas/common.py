@@ -7,22 +7,53 @@ with ``None`` checks, never a bare default.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 
 class Strict(BaseModel):
-    """Base for request bodies: unknown keys are an error, as in the hosted API."""
+    """Base for request bodies: unknown keys are an error, as in the hosted API.
 
-    model_config = ConfigDict(extra="forbid")
+    Strict types too: ``"1"`` is not a number nor ``1`` a boolean (the hosted API answered 400)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Nested(BaseModel):
     """Base for nested shapes the spec leaves open: unknown keys are dropped, not refused."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# Free-form JSON (function parameters, JSON schemas) is stored and echoed with orjson, which refuses
+# integers beyond 64 bits and nesting beyond 254 levels: refuse those here as 400s, never as 500s.
+MAX_JSON_DEPTH = 100
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def check_json_object(value: dict[str, Any]) -> dict[str, Any]:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise PydanticCustomError(
+                    "json_too_deep", "nested too deeply: at most {limit} levels are supported",
+                    {"limit": MAX_JSON_DEPTH},
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX:
+            raise PydanticCustomError("json_number", "integer out of range: {value}", {"value": item})
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise PydanticCustomError("json_number", "number out of range: {value}", {"value": item})
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], AfterValidator(check_json_object)]
 
 
 def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -70,7 +101,7 @@ class WithMetadata(Strict):
 class FunctionDefinition(Nested):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JSONObject | None = None
     strict: bool | None = None
 
 
@@ -165,7 +196,7 @@ class JsonObjectFormat(Nested):
 class JsonSchemaSpec(Nested):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: JSONObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

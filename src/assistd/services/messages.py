@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
-from assistd.errors import NotFound
+from assistd.errors import InvalidRequest, NotFound
 from assistd.pagination import Page, PageParams
 from assistd.schemas.messages import CreateMessage, ModifyMessage
+from assistd.services.run_objects import ACTIVE_STATUSES
 from assistd.store import objects
-from assistd.store.tables import messages, threads
+from assistd.store.tables import messages, runs, threads
 
 
 def text_content(value: str) -> dict[str, Any]:
@@ -97,6 +99,13 @@ async def create(
     conn: AsyncConnection, project_id: str, thread_id: str, req: CreateMessage
 ) -> dict[str, Any]:
     await require_thread(conn, project_id, thread_id)
+    # The hosted API refused a new message while a run worked on the thread: the run's prompt and the
+    # thread would disagree about what was said.
+    active = (await conn.execute(
+        select(runs.c.id).where(runs.c.thread_id == thread_id, runs.c.status.in_(ACTIVE_STATUSES)).limit(1)
+    )).scalar_one_or_none()
+    if active is not None:
+        raise InvalidRequest(f"Can't add messages to {thread_id} while a run {active} is active.")
     return await add_user_message(conn, project_id, thread_id, req)
 
 
@@ -132,6 +141,8 @@ async def list_page(
     conn: AsyncConnection, project_id: str, thread_id: str, page: PageParams, run_id: str | None = None
 ) -> Page:
     await require_thread(conn, project_id, thread_id)
+    if run_id and not objects.storable(run_id):
+        return Page(items=[], first_id=None, last_id=None, has_more=False)
     filters = [messages.c.run_id == run_id] if run_id else []
     return await objects.list_page(
         conn, messages, page, filters=filters, project_id=project_id, thread_id=thread_id

@@ -31,7 +31,7 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.url = url
         backend = make_url(url).get_backend_name()
         self.dialect = "postgresql" if backend in ("postgresql", "postgres") else backend
@@ -41,15 +41,24 @@ class Database:
             database = make_url(url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: AsyncEngine = create_async_engine(async_url(url), pool_size=pool_size)
+            # Every transaction is ended explicitly (read()/write()), so the pool's reset-on-return
+            # ROLLBACK would only cost another hop to the driver thread.
+            self.engine: AsyncEngine = create_async_engine(
+                async_url(url), pool_size=pool_size, pool_reset_on_return=None)
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_async_engine(
-                async_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=False
-            )
+            # Overflow connections are closed on return: a pool smaller than the usual concurrency would
+            # open and close PostgreSQL backends all the time.
+            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            # No BEGIN/COMMIT round trips for reads: each SELECT is atomic on its own in WAL mode, and
+            # a read never needs more than per-statement consistency here.
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(sqlite_autocommit=True)
+            return
         async with self.engine.connect() as conn:
             async with conn.begin():
                 yield conn
@@ -92,5 +101,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("sqlite_autocommit"):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("sqlite_immediate") else "BEGIN")

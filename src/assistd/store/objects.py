@@ -24,6 +24,11 @@ def _where(table: Table, scope: dict[str, Any]) -> list:
     return [table.c[name] == value for name, value in scope.items()]
 
 
+def storable(*values: Any) -> bool:
+    """False when a client-given id can match no row: PostgreSQL refuses NUL in text (a 500 otherwise)."""
+    return not any(isinstance(v, str) and "\x00" in v for v in values)
+
+
 async def insert_object(
     conn: AsyncConnection, table: Table, obj: dict[str, Any], *, project_id: str, **columns: Any
 ) -> None:
@@ -36,6 +41,8 @@ async def insert_object(
 
 async def get_raw(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> str | None:
     """The stored JSON text of one object, or None."""
+    if not storable(object_id, *scope.values()):
+        return None
     row = await conn.execute(select(table.c.data).where(table.c.id == object_id, *_where(table, scope)))
     return row.scalar_one_or_none()
 
@@ -47,6 +54,8 @@ async def get_object(conn: AsyncConnection, table: Table, object_id: str, **scop
 
 async def get_for_update(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> dict | None:
     """Like get_object, but locks the row on PostgreSQL (SQLite writers are already serialised)."""
+    if not storable(object_id, *scope.values()):
+        return None
     stmt = select(table.c.data).where(table.c.id == object_id, *_where(table, scope))
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
@@ -59,6 +68,8 @@ async def save_object(conn: AsyncConnection, table: Table, obj: dict[str, Any], 
 
 
 async def delete_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> bool:
+    if not storable(object_id, *scope.values()):
+        return False
     result = await conn.execute(delete(table).where(table.c.id == object_id, *_where(table, scope)))
     return result.rowcount > 0
 
@@ -71,11 +82,13 @@ async def list_page(
     conn: AsyncConnection, table: Table, page: PageParams, *, filters: list | None = None, **scope: Any
 ) -> Page:
     """One page in (created_at, seq) order; ``after``/``before`` are ids within the same scope."""
+    if not storable(*scope.values()):
+        return Page(items=[], first_id=None, last_id=None, has_more=False)
     conditions = _where(table, scope) + list(filters or [])
     key = tuple_(table.c.created_at, table.c.seq)
 
     async def cursor(object_id: str, param: str) -> Any:
-        row = (
+        row = None if not storable(object_id, *scope.values()) else (
             await conn.execute(
                 select(table.c.created_at, table.c.seq).where(table.c.id == object_id, *_where(table, scope))
             )

@@ -1,0 +1,226 @@
+"""Storage on the session database (SQLite or PostgreSQL, whichever the suite runs on): one transaction
+per unit of work, all or nothing — checked directly and through HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+
+from assistd import ids
+from assistd.pagination import PageParams
+from assistd.services import messages as message_service
+from assistd.store import objects
+from assistd.store.db import Database
+from assistd.store.tables import messages, projects, threads
+
+T = TypeVar("T")
+PROJECT = "proj_storetests000000000000"
+
+
+class Boom(Exception):
+    pass
+
+
+class Store:
+    """The session database, opened once for this module on its own event loop."""
+
+    def __init__(self, database_url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.db = Database(database_url, pool_size=2)
+
+    def run(self, work: Callable[[Database], Awaitable[T]]) -> T:
+        return self.loop.run_until_complete(work(self.db))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.db.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def store(server, database_url: str) -> Iterator[Store]:
+    """``server`` migrated the database at start; these tests share it."""
+    s = Store(database_url)
+    yield s
+    s.close()
+
+
+def new_thread() -> dict[str, Any]:
+    return {"id": ids.new_id("thread"), "object": "thread", "created_at": ids.now(), "metadata": {},
+            "tool_resources": {}}
+
+
+async def count(db: Database, table, **where: Any) -> int:
+    async with db.read() as conn:
+        stmt = select(func.count()).select_from(table).where(*[table.c[k] == v for k, v in where.items()])
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+def test_committed_write_is_visible(store):
+    thread = new_thread()
+
+    async def work(db: Database) -> None:
+        async with db.write() as conn:
+            await objects.insert_object(conn, threads, thread, project_id=PROJECT)
+        async with db.read() as conn:
+            assert await objects.get_object(conn, threads, thread["id"], project_id=PROJECT) == thread
+            assert await objects.get_raw(conn, threads, thread["id"], project_id="proj_other") is None
+
+    store.run(work)
+
+
+def test_write_that_raises_leaves_no_row(store):
+    thread = new_thread()
+
+    async def work(db: Database) -> None:
+        with pytest.raises(Boom):
+            async with db.write() as conn:
+                await objects.insert_object(conn, threads, thread, project_id=PROJECT)
+                # Visible inside the transaction…
+                assert await objects.get_raw(conn, threads, thread["id"]) is not None
+                raise Boom
+        # …and gone after it.
+        async with db.read() as conn:
+            assert await objects.get_raw(conn, threads, thread["id"]) is None
+        assert await count(db, threads, id=thread["id"]) == 0
+
+    store.run(work)
+
+
+def test_write_spanning_tables_is_all_or_nothing(store):
+    thread = new_thread()
+
+    async def work(db: Database) -> None:
+        with pytest.raises(Boom):
+            async with db.write() as conn:
+                await objects.insert_object(conn, threads, thread, project_id=PROJECT)
+                for i in range(3):
+                    message = message_service.new_message(thread["id"], "user",
+                                                          [message_service.text_content(str(i))])
+                    await message_service.insert(conn, PROJECT, message)
+                raise Boom
+        assert await count(db, threads, id=thread["id"]) == 0
+        assert await count(db, messages, thread_id=thread["id"]) == 0
+
+    store.run(work)
+
+
+def test_database_error_rolls_back_earlier_statements(store):
+    first, duplicate = new_thread(), new_thread()
+
+    async def work(db: Database) -> None:
+        async with db.write() as conn:
+            await objects.insert_object(conn, threads, duplicate, project_id=PROJECT)
+        with pytest.raises(Exception) as err:
+            async with db.write() as conn:
+                await objects.insert_object(conn, threads, first, project_id=PROJECT)
+                await objects.insert_object(conn, threads, duplicate, project_id=PROJECT)  # unique id
+        assert not isinstance(err.value, AssertionError)
+        assert await count(db, threads, id=first["id"]) == 0
+        assert await count(db, threads, id=duplicate["id"]) == 1
+        # The database is still usable afterwards (the failed connection went back clean).
+        async with db.write() as conn:
+            await objects.insert_object(conn, threads, first, project_id=PROJECT)
+        assert await count(db, threads, id=first["id"]) == 1
+
+    store.run(work)
+
+
+def test_modify_that_raises_keeps_the_old_object(store):
+    thread = new_thread()
+
+    async def work(db: Database) -> None:
+        async with db.write() as conn:
+            await objects.insert_object(conn, threads, thread, project_id=PROJECT)
+        with pytest.raises(Boom):
+            async with db.write() as conn:
+                obj = await objects.get_for_update(conn, threads, thread["id"], project_id=PROJECT)
+                obj["metadata"] = {"changed": "yes"}
+                await objects.save_object(conn, threads, obj)
+                raise Boom
+        async with db.read() as conn:
+            assert (await objects.get_object(conn, threads, thread["id"]))["metadata"] == {}
+
+    store.run(work)
+
+
+def test_ties_on_created_at_keep_insertion_order(store):
+    """Ids are random, so only the insertion sequence can order objects of one second."""
+    thread = new_thread()
+    made = [message_service.new_message(thread["id"], "user", [message_service.text_content(str(i))],
+                                        created_at=thread["created_at"]) for i in range(30)]
+    made_ids = [m["id"] for m in made]
+    assert made_ids != sorted(made_ids)  # else the test could pass by ordering on id
+
+    async def page_ids(db: Database, **params: Any) -> tuple[list[str], bool]:
+        async with db.read() as conn:
+            page = await objects.list_page(conn, messages, PageParams(**params), project_id=PROJECT,
+                                           thread_id=thread["id"])
+        return [orjson.loads(raw)["id"] for raw in page.items], page.has_more
+
+    async def work(db: Database) -> None:
+        async with db.write() as conn:
+            await objects.insert_object(conn, threads, thread, project_id=PROJECT)
+            for message in made:
+                await message_service.insert(conn, PROJECT, message)
+        assert await page_ids(db, limit=100, order="asc") == (made_ids, False)
+        assert await page_ids(db, limit=100, order="desc") == (made_ids[::-1], False)
+        assert await page_ids(db, limit=5, order="asc", after=made_ids[9]) == (made_ids[10:15], True)
+        assert await page_ids(db, limit=5, order="asc", before=made_ids[9]) == (made_ids[4:9], True)
+        assert await page_ids(db, limit=5, order="desc", after=made_ids[9]) == (made_ids[8:3:-1], True)
+        assert await page_ids(db, order="asc", after=made_ids[2], before=made_ids[6]) == (made_ids[3:6], False)
+
+    store.run(work)
+
+
+# --- through HTTP -------------------------------------------------------------------------------------
+
+def project_a_counts(store: Store) -> tuple[int, int]:
+    async def work(db: Database) -> tuple[int, int]:
+        async with db.read() as conn:
+            project = (await conn.execute(select(projects.c.id).where(projects.c.name == "project-a"))).scalar_one()
+        return await count(db, threads, project_id=project), await count(db, messages, project_id=project)
+
+    return store.run(work)
+
+
+@pytest.mark.parametrize("body", [
+    # the second message is invalid: refused while validating
+    {"messages": [{"role": "user", "content": "fine"}, {"role": "user", "content": []}]},
+    {"messages": [{"role": "user", "content": "fine"}, {"role": "robot", "content": "x"}]},
+    # refused by the service, after validation
+    {"messages": [{"role": "user", "content": "fine"}],
+     "tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["file-1"]}]}}},
+])
+def test_failed_thread_create_leaves_nothing(http, store, body):
+    before = project_a_counts(store)
+    r = http.post("/threads", json=body)
+    assert r.status_code == 400, r.text
+    assert project_a_counts(store) == before
+
+
+def test_thread_delete_removes_its_message_rows(client, store):
+    t = client.beta.threads.create(messages=[{"role": "user", "content": str(i)} for i in range(3)])
+    assert store.run(lambda db: count(db, messages, thread_id=t.id)) == 3
+    client.beta.threads.delete(t.id)
+    assert store.run(lambda db: count(db, messages, thread_id=t.id)) == 0
+    assert store.run(lambda db: count(db, threads, id=t.id)) == 0
+
+
+def test_concurrent_writes_all_land(client):
+    """Many writers at once: none fails with 'database is locked' or a deadlock, none is lost."""
+    t = client.beta.threads.create()
+    with ThreadPoolExecutor(16) as pool:
+        made = list(pool.map(
+            lambda i: client.beta.threads.messages.create(t.id, role="user", content=str(i)).id, range(40)))
+    listed = [m.id for m in client.beta.threads.messages.list(t.id, order="asc", limit=100)]
+    assert sorted(listed) == sorted(made) and len(set(listed)) == 40
+    # And a modify racing with creates keeps both.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: client.beta.threads.update(t.id, metadata={"n": str(i)}), range(16)))
+    assert client.beta.threads.retrieve(t.id).metadata["n"] in {str(i) for i in range(16)}
