@@ -7,7 +7,19 @@ the stored bytes straight to the client; writes rewrite ``data`` whole, inside o
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -81,3 +93,62 @@ run_steps = _object_table(
 )
 Index("ix_run_steps_run", run_steps.c.run_id, run_steps.c.created_at, run_steps.c.seq)
 Index("ix_run_steps_thread", run_steps.c.thread_id)
+
+# --- files and vector stores (file_search issue) ---------------------------------------------------
+
+files = _object_table(
+    "files",
+    Column("purpose", String(32), nullable=False),
+    Column("blob_key", String(128), nullable=False),  # opaque key in the blob store, never a user path
+    Column("expires_at", BigInteger, nullable=True),
+)
+Index("ix_files_project", files.c.project_id, files.c.created_at, files.c.seq)
+
+vector_stores = _object_table(
+    "vector_stores",
+    Column("expires_at", BigInteger, nullable=True),
+)
+Index("ix_vector_stores_project", vector_stores.c.project_id, vector_stores.c.created_at, vector_stores.c.seq)
+
+# One row per (store, file): ``id`` is the file id, so it is unique only together with the store.
+vector_store_files = Table(
+    "vector_store_files",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False),
+    Column("vector_store_id", String(64), nullable=False),
+    Column("project_id", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("batch_id", String(64), nullable=True),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("vector_store_id", "id", name="uq_vector_store_files"),
+)
+Index("ix_vector_store_files_store", vector_store_files.c.vector_store_id, vector_store_files.c.created_at,
+      vector_store_files.c.seq)
+Index("ix_vector_store_files_file", vector_store_files.c.id)
+Index("ix_vector_store_files_batch", vector_store_files.c.batch_id)
+
+file_batches = _object_table(
+    "file_batches",
+    Column("vector_store_id", String(64), nullable=False),
+)
+Index("ix_file_batches_store", file_batches.c.vector_store_id)
+
+# Background work other than runs (file ingestion), claimed by the same worker pools under a lease.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("project_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(32), nullable=False),  # queued | running | done | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_jobs_status", jobs.c.status, jobs.c.lease_expires_at)
