@@ -524,10 +524,6 @@ def check_steps_closed(s: Stream, client: OpenAI) -> None:
     assert [wire(step) for step in stored.data] == [last[i] for i in created]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runner/execute.py RunExecutor._empty_answer: an answer with no text publishes thread.run.step.created "
-    "and thread.message.created with the already-closed objects (status completed) and never "
-    "thread.run.step.in_progress / thread.message.in_progress"))
 def test_empty_answer_streams_the_same_lifecycle(http, client, assistant):
     thread = new_thread(client, "[reply: ]")
     s = stream_post(http, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
@@ -536,9 +532,6 @@ def test_empty_answer_streams_the_same_lifecycle(http, client, assistant):
         {"type": "text", "text": {"value": "", "annotations": []}}]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runner/execute.py RunExecutor._record_turn: a tool call cut off by finish_reason 'length' has its "
-    "announced step (step.created, step.in_progress, step.delta) deleted with no terminal event"))
 def test_cut_off_tool_call_step_is_closed_not_vanished(http, client, assistant):
     thread = new_thread(client, '[reply: checking] [tool: get_weather {"city": "Paris"}] [length]')
     s = stream_post(http, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
@@ -548,10 +541,6 @@ def test_cut_off_tool_call_step_is_closed_not_vanished(http, client, assistant):
 
 
 @pytest.mark.parametrize("ending", ["failed", "cancelled"])
-@pytest.mark.xfail(strict=True, reason=(
-    "runner/execute.py RunExecutor._end_open_work: a tool_calls step closed mid-answer (upstream failure, "
-    "cancel) is stored and published with step_details.tool_calls == [] although its calls were already "
-    "streamed as thread.run.step.delta"))
 def test_tool_step_closed_mid_answer_keeps_the_streamed_calls(http, client, assistant, ending):
     if ending == "failed":
         text, on_event = '[stream-error] [tool: get_weather {"city": "Paris x y z"}]', None

@@ -48,25 +48,44 @@ def message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
 async def thread_history(
     conn: AsyncConnection, thread_id: str, run_id: str, *, last_messages: int | None, token_budget: int
 ) -> list[dict[str, Any]]:
-    """Newest thread messages (not this run's) that fit ``token_budget``, oldest first.
+    """Thread messages (not this run's) that fit ``token_budget``, oldest first.
 
-    The newest message is always kept, even over budget, so the caller can tell "too long" apart."""
+    ``last_messages``: the newest n at most. Otherwise (``auto``) messages in the middle of the thread are
+    dropped, as the API describes it: the thread's first message is kept (when it takes at most a quarter
+    of the budget), then as many of the newest as fit. The newest message is always kept, even over
+    budget, so the caller can tell "too long" apart."""
+    scope = (messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
+    head: tuple[str, dict[str, Any]] | None = None
+    reserved = 0
+    if last_messages is None:
+        first = (await conn.execute(
+            select(messages.c.id, messages.c.data).where(*scope)
+            .order_by(messages.c.created_at.asc(), messages.c.seq.asc()).limit(1))).first()
+        if first is not None:
+            chat = message_to_chat(orjson.loads(first.data))
+            cost = estimate_tokens(chat["content"]) + 4
+            if cost <= token_budget // 4:
+                head, reserved = (first.id, chat), cost
     limit = min(last_messages or _MAX_SCAN, _MAX_SCAN)
     stmt = (
-        select(messages.c.data)
-        .where(messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
+        select(messages.c.id, messages.c.data)
+        .where(*scope)
         .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
         .limit(limit)
     )
     picked: list[dict[str, Any]] = []
-    used = 0
-    for (raw,) in await conn.execute(stmt):
+    used = reserved
+    for message_id, raw in await conn.execute(stmt):
+        if head is not None and message_id == head[0]:
+            break  # reached the start: nothing had to be dropped
         chat = message_to_chat(orjson.loads(raw))
         cost = estimate_tokens(chat["content"]) + 4
         if picked and used + cost > token_budget:
             break
         picked.append(chat)
         used += cost
+    if head is not None:
+        picked.append(head[1])
     picked.reverse()
     return picked
 

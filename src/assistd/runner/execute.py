@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from typing import Any
 
@@ -58,6 +59,7 @@ class RunExecutor:
         self._message: dict[str, Any] | None = None
         self._message_step: dict[str, Any] | None = None
         self._tool_step: dict[str, Any] | None = None
+        self._calls: dict[int, dict[str, Any]] = {}  # the tool calls streamed so far, by upstream index
         self._text: list[str] = []
 
     # --- entry ------------------------------------------------------------------------------------
@@ -124,12 +126,15 @@ class RunExecutor:
             await self._incomplete(limit_hit)
             return False
         self._adopt_orphans(steps)
-        calls: dict[int, dict[str, Any]] = {}
+        calls = self._calls
         finish = "stop"
         used = Usage(0, 0)
         provider = self.router.provider_for(run["model"])
+        # A run still executing at expires_at expires then, however long the upstream takes.
+        left = None if run["expires_at"] is None else max(0.0, run["expires_at"] - time.time())
+        deadline = asyncio.timeout(left)
         try:
-            async with aclosing(provider.stream_chat(request)) as events:
+            async with deadline, aclosing(provider.stream_chat(request)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         await self._on_text(event.text)
@@ -141,6 +146,11 @@ class RunExecutor:
                         used = event
         except ProviderError as err:
             await self._fail(err.code, err.message)
+            return False
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            await self._in_tx(self._expire_in)
             return False
         return await self._record_turn(calls, finish, used)
 
@@ -188,6 +198,7 @@ class RunExecutor:
         self._message = None
         self._message_step = None
         self._tool_step = None
+        self._calls = {}
         self._text = []
         self._orphans = {step["type"]: step for step in steps if step["status"] == "in_progress"}
 
@@ -272,8 +283,15 @@ class RunExecutor:
         cut = finish == "length"
         async with self.db.write() as conn:
             run = await self._load_run(conn)
+            if run["status"] not in ("in_progress", "cancelling"):
+                # Another attempt already recorded an outcome (our lease lapsed meanwhile): leave it alone.
+                log.warning("run %s is %s: dropping this attempt's turn", self.run_id, run["status"])
+                return False
             await self._drop_unused_orphans(conn)
             turn_usage = usage(used.prompt_tokens, used.completion_tokens)
+            # Token estimates decide what is sent; the upstream's count decides whether the run overran.
+            prior = sum_usage(await self._steps(conn))["prompt_tokens"]
+            over_prompt = bool(run.get("max_prompt_tokens")) and prior + used.prompt_tokens > run["max_prompt_tokens"]
             if self._message is not None and self._message_step is not None:
                 self._close_message(self._message, "incomplete" if cut else "completed",
                                     "max_tokens" if cut else None)
@@ -283,11 +301,16 @@ class RunExecutor:
                 await save_step(conn, self._message_step)
                 outbox.add(f"thread.message.{self._message['status']}", self._message)
                 outbox.add("thread.run.step.completed", self._message_step)
-            if calls and self._tool_step is not None and not cut:
-                step = self._tool_step
-                step["step_details"]["tool_calls"] = list(calls.values())
-                step["usage"] = turn_usage
-                await save_step(conn, step)
+            tool_step = self._tool_step
+            if tool_step is not None:
+                tool_step["step_details"]["tool_calls"] = list(calls.values())
+                tool_step["usage"] = turn_usage
+                turn_usage = usage(0, 0)
+                await save_step(conn, tool_step)
+            if run["status"] == "cancelling":
+                # The cancel came while this turn was being recorded: it wins over what the model asked.
+                await self._cancel_in(conn, run, outbox)
+            elif tool_step is not None and not cut and not over_prompt:
                 tool_calls = [{"id": c["id"], "type": "function",
                                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
                               for c in calls.values()]
@@ -296,14 +319,16 @@ class RunExecutor:
                 await save_run(conn, run, lease_owner=None, lease_expires_at=None)
                 outbox.add("thread.run.requires_action", run)
             else:
-                if self._tool_step is not None:  # a cut-off call can't be executed: drop it
-                    await conn.execute(delete(run_steps).where(run_steps.c.id == self._tool_step["id"]))
-                if self._message_step is None:  # nothing said at all: still record the call as a step
+                if tool_step is not None:  # cut off, or over max_prompt_tokens: its calls won't be executed
+                    set_step_status(tool_step, "cancelled")
+                    await save_step(conn, tool_step)
+                    outbox.add("thread.run.step.cancelled", tool_step)
+                elif self._message_step is None:  # nothing said at all: still record the call as a step
                     await self._empty_answer(conn, run, turn_usage, cut, outbox)
                 steps = await self._steps(conn)
-                if cut:
-                    set_run_status(run, "incomplete", incomplete_details={"reason": "max_completion_tokens"},
-                                   usage=sum_usage(steps))
+                if cut or over_prompt:
+                    reason = "max_completion_tokens" if cut else "max_prompt_tokens"
+                    set_run_status(run, "incomplete", incomplete_details={"reason": reason}, usage=sum_usage(steps))
                 else:
                     set_run_status(run, "completed", usage=sum_usage(steps))
                 await save_run(conn, run, lease_owner=None, lease_expires_at=None)
@@ -315,17 +340,20 @@ class RunExecutor:
     async def _empty_answer(
         self, conn: AsyncConnection, run: dict, turn_usage: dict, cut: bool, outbox: Outbox
     ) -> None:
+        """The model said nothing: still a message and its step, announced like any other answer."""
         message = message_service.new_message(run["thread_id"], "assistant", [], status="in_progress",
                                               assistant_id=run["assistant_id"], run_id=self.run_id)
-        self._close_message(message, "incomplete" if cut else "completed", "max_tokens" if cut else None)
-        await message_service.insert(conn, self.project_id, message)
         step = new_step(run, "message_creation",
                         {"type": "message_creation", "message_creation": {"message_id": message["id"]}})
+        for name, data in (("thread.run.step.created", step), ("thread.run.step.in_progress", step),
+                           ("thread.message.created", message), ("thread.message.in_progress", message)):
+            outbox.add(name, data)  # snapshots: the objects are closed below
+        self._close_message(message, "incomplete" if cut else "completed", "max_tokens" if cut else None)
+        await message_service.insert(conn, self.project_id, message)
         set_step_status(step, "completed", usage=turn_usage)
         await insert_step(conn, self.project_id, step)
-        for name, data in (("thread.run.step.created", step), ("thread.message.created", message),
-                           (f"thread.message.{message['status']}", message), ("thread.run.step.completed", step)):
-            outbox.add(name, data)
+        outbox.add(f"thread.message.{message['status']}", message)
+        outbox.add("thread.run.step.completed", step)
 
     def _close_message(self, message: dict[str, Any], status: str, reason: str | None) -> None:
         text = "".join(self._text)
@@ -355,8 +383,13 @@ class RunExecutor:
     # --- endings ------------------------------------------------------------------------------------
 
     async def expire(self) -> None:
-        """Expire the run if it is still open (the pool's sweeper, for runs nobody executes)."""
-        await self._in_tx(self._expire_in)
+        """Expire the run if it still waits past expires_at (the pool's sweeper, for runs nobody executes)."""
+        async def expire_waiting(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
+            # Checked again under the row lock: tool outputs may have put it back to work meanwhile.
+            if run["status"] == "requires_action" and run["expires_at"] is not None \
+                    and ids.now() >= run["expires_at"]:
+                await self._expire_in(conn, run, outbox)
+        await self._in_tx(expire_waiting)
 
     async def _in_tx(self, action: Any, *args: Any) -> None:
         self.settling = True
@@ -382,6 +415,8 @@ class RunExecutor:
                     self._close_message(message, "incomplete", message_reason)
                     await objects.save_object(conn, messages, message)
                     outbox.add("thread.message.incomplete", message)
+            elif self._tool_step is not None and step["id"] == self._tool_step["id"]:
+                step["step_details"]["tool_calls"] = list(self._calls.values())  # as streamed so far
             set_step_status(step, step_status, last_error=last_error if step_status == "failed" else None)
             await save_step(conn, step)
             outbox.add(f"thread.run.step.{step_status}", step)

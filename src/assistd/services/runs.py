@@ -186,7 +186,7 @@ async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] not in ("queued", "in_progress", "requires_action"):
         raise Conflict(f"Cannot cancel run with status '{run['status']}'.", param=None)
-    set_run_status(run, "cancelling")
+    set_run_status(run, "cancelling", required_action=None)  # no action can move it on any more
     await save_run(conn, run)
     outbox.run_id = run_id
     outbox.add("thread.run.cancelling", run)
@@ -199,6 +199,8 @@ async def submit_tool_outputs(
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] != "requires_action" or not run.get("required_action"):
         raise Conflict(f'Runs in status "{run["status"]}" do not accept tool outputs.')
+    if run["expires_at"] is not None and ids.now() >= run["expires_at"]:  # the sweeper expires it shortly
+        raise Conflict(f"Run {run_id} expired at {run['expires_at']}: it no longer accepts tool outputs.")
     pending = [c["id"] for c in run["required_action"]["submit_tool_outputs"]["tool_calls"]]
     given: dict[str, str] = {}
     for i, item in enumerate(req.tool_outputs):
