@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from assistd.api import assistants, error_handlers, messages, runs, threads
+from assistd.api import assistants, error_handlers, files, messages, runs, threads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
+from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings, get_settings
 from assistd.errors import error_body
 from assistd.events.factory import create_bus
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.start()
         app.state.settings = settings
         app.state.db = db
+        app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
         app.state.auth = auth
         app.state.bus = bus
         app.state.pool = pool
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     error_handlers.install(app)
     # runs first: POST /threads/runs must not be taken for POST /threads/{thread_id}.
-    for module in (runs, assistants, threads, messages):
+    for module in (runs, assistants, threads, messages, files):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/healthz", include_in_schema=False)
