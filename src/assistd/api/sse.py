@@ -16,8 +16,7 @@ import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from assistd.errors import error_body
-from assistd.events.base import Event, Subscription
+from assistd.events.base import Event, Subscription, error_event
 
 log = logging.getLogger("assistd.sse")
 
@@ -34,14 +33,6 @@ def encode(event: Event) -> bytes:
     return b"event: " + event.name.encode() + b"\ndata: " + orjson.dumps(event.data) + b"\n\n"
 
 
-def error_event(message: str) -> Event:
-    """``event: error``: the spec's ``ErrorEvent.data`` is a bare ``Error`` (message, type, param, code),
-    while the SDKs look for ``data.error`` (openai-python raises only then; openai-node reads
-    ``data.error ?? data``), so the same object is given both ways."""
-    error = error_body(message, "server_error")["error"]
-    return Event("error", {**error, "error": error})
-
-
 async def run_events(
     subscription: Subscription, load_run: Callable[[], Awaitable[dict | None]]
 ) -> AsyncGenerator[bytes, None]:
@@ -52,7 +43,7 @@ async def run_events(
             if event is not None:
                 idle = 0.0
                 yield encode(event)
-                if event.name in STOP_EVENTS:
+                if event.name in STOP_EVENTS or event.name == "error":
                     break
                 continue
             idle += KEEPALIVE_SECONDS

@@ -22,6 +22,14 @@ def run_channel(run_id: str) -> str:
     return f"run:{run_id}"
 
 
+def error_event(message: str, type: str = "server_error") -> Event:
+    """``event: error``: the spec's ``ErrorEvent.data`` is a bare ``Error`` (message, type, param, code),
+    while the SDKs look for ``data.error`` (openai-python raises only then; openai-node reads
+    ``data.error ?? data``), so the same object is given both ways."""
+    error = {"message": message, "type": type, "param": None, "code": None}
+    return Event("error", {**error, "error": error})
+
+
 class Subscription(abc.ABC):
     """An open subscription: iterate for events; ``close()`` (or ``async with``) to stop."""
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
-from assistd.events.base import Event, EventBus, run_channel
+from assistd.events.base import Event, EventBus, error_event, run_channel
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
 from assistd.runner import context
@@ -126,6 +126,7 @@ class RunExecutor:
             await self._incomplete(limit_hit)
             return False
         self._adopt_orphans(steps)
+        await self._announce_resume()
         calls = self._calls
         finish = "stop"
         used = Usage(0, 0)
@@ -201,6 +202,14 @@ class RunExecutor:
         self._calls = {}
         self._text = []
         self._orphans = {step["type"]: step for step in steps if step["status"] == "in_progress"}
+
+    async def _announce_resume(self) -> None:
+        """A previous attempt died mid-answer and this one starts the answer over: a stream that relayed
+        the first attempt's deltas would now get a second copy, so it is ended with an error instead
+        (clients then read the stored run, which this attempt completes)."""
+        if self._orphans:
+            await self.bus.publish(run_channel(self.run_id), error_event(
+                "The worker executing this run stopped; another resumed it. Retrieve the run for its result."))
 
     async def _ensure_message(self) -> dict[str, Any]:
         if self._message is not None:
