@@ -79,6 +79,8 @@ def server(database_url: str, upstream: LiveProcess, data_dir: Path) -> Iterator
         "ASSISTD_API_KEYS": f"{KEY_A}:project-a,{KEY_B}:project-b",
         "ASSISTD_LLM_BASE_URL": f"{upstream.url}/v1",
         "ASSISTD_LLM_API_KEY": "upstream-key",
+        # The scripted upstream's embeddings keep ingestion fast; the local model has its own tests.
+        "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small",
     }
     with LiveProcess(["serve", "--port", str(port)], port, env=env) as proc:
         yield proc

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
                                   "(default on PostgreSQL: LISTEN/NOTIFY)")
     llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream")
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
+    embeddings: str = Field("local", description="`local` (all-MiniLM-L6-v2 on CPU, in a worker process) or "
+                            "`upstream:MODEL` (the upstream's /embeddings)")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
     workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
     lease_seconds: float = Field(10.0, gt=0, description="a worker's claim on a run lapses this long after its "
