@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
@@ -47,13 +49,20 @@ def _stream(request: Request, db: Database, project: str, run: dict, sub: Subscr
     return sse_response(run_events(sub, load_run))
 
 
-async def _respond(
-    request: Request, db: Database, project: str, outbox: Outbox, run: dict, sub: Subscription | None,
-    *, cancel: bool = False,
+async def _commit_and_answer(
+    request: Request, db: Database, project: str, outbox: Outbox, stream: bool | None,
+    action: Callable[[AsyncConnection], Awaitable[dict]],
 ) -> Response:
-    """After the commit: publish, wake the workers, and answer with the run or its event stream."""
+    """Run ``action`` (which returns the run) in one transaction, publish its events, wake the workers,
+    and answer with the run — or, with ``stream``, with its events: the subscription is taken before the
+    commit, so not even a worker in another process can start the run before we listen."""
+    sub = None
     try:
-        await _after_commit(request, outbox, run["id"], cancel=cancel)
+        async with db.write() as conn:
+            run = await action(conn)
+            if stream:
+                sub = await _subscribe(request, run["id"])
+        await _after_commit(request, outbox, run["id"])
     except BaseException:
         if sub is not None:  # no stream will read it
             await sub.close()
@@ -66,17 +75,12 @@ async def _respond(
 @router.post("/threads/runs")
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
     outbox = Outbox()
-    sub = None
-    try:
-        async with db.write() as conn:
-            _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
-            # Subscribed before the commit: no worker can start the run before we listen.
-            sub = await _subscribe(request, run["id"]) if body.stream else None
-    except BaseException:
-        if sub is not None:
-            await sub.close()
-        raise
-    return await _respond(request, db, project, outbox, run, sub)
+
+    async def create(conn: AsyncConnection) -> dict:
+        _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
+        return run
+
+    return await _commit_and_answer(request, db, project, outbox, body.stream, create)
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -85,16 +89,9 @@ async def create_run(
 ) -> Response:
     step_service.check_include(include)
     outbox = Outbox()
-    sub = None
-    try:
-        async with db.write() as conn:
-            run = await service.create(conn, project, thread_id, body, outbox, _ttl(request))
-            sub = await _subscribe(request, run["id"]) if body.stream else None
-    except BaseException:
-        if sub is not None:
-            await sub.close()
-        raise
-    return await _respond(request, db, project, outbox, run, sub)
+    return await _commit_and_answer(
+        request, db, project, outbox, body.stream,
+        lambda conn: service.create(conn, project, thread_id, body, outbox, _ttl(request)))
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -131,15 +128,9 @@ async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request, project: Project, db: DB
 ) -> Response:
     outbox = Outbox(run_id)
-    sub = await _subscribe(request, run_id) if body.stream else None
-    try:
-        async with db.write() as conn:
-            run = await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox)
-    except BaseException:
-        if sub is not None:
-            await sub.close()
-        raise
-    return await _respond(request, db, project, outbox, run, sub)
+    return await _commit_and_answer(
+        request, db, project, outbox, body.stream,
+        lambda conn: service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")
