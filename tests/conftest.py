@@ -6,7 +6,6 @@ database is created for the session and dropped after. The scripted upstream run
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import tempfile
@@ -17,23 +16,10 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.servers import LiveProcess, free_port
+from tests.servers import LiveProcess, free_port, pg_admin
 
 KEY_A = "sk-test-project-a-0123456789"
 KEY_B = "sk-test-project-b-0123456789"
-
-
-def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +28,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if base.startswith("postgres"):
         name = "assistd_test_" + secrets.token_hex(6)
         admin = base.rsplit("/", 1)[0] + "/postgres"
-        _pg_admin(admin, f'CREATE DATABASE "{name}"')
+        pg_admin(admin, f'CREATE DATABASE "{name}"')
         try:
             yield base.rsplit("/", 1)[0] + "/" + name
         finally:
-            _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'assistd.db'}"
 

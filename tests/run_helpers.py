@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 from openai import OpenAI
 
-from tests.servers import ROOT, LiveProcess
+from tests.servers import ROOT, LiveProcess, pg_admin
 from tests.spec import assert_list, assert_schema, wire
 
 MODEL = "gpt-4o-mini"
@@ -151,19 +150,6 @@ def call_ids(run: Any) -> list[str]:
 
 # --- dedicated servers on their own database ---------------------------------------------------------
 
-def _pg_admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @contextmanager
 def fresh_database(shared_url: str, tmp_dir: Any) -> Iterator[str]:
     """A new empty database of the same kind as the session's (SQLite file, or a Postgres database)."""
@@ -172,11 +158,11 @@ def fresh_database(shared_url: str, tmp_dir: Any) -> Iterator[str]:
         return
     name = "assistd_runs_" + secrets.token_hex(6)
     admin = shared_url.rsplit("/", 1)[0] + "/postgres"
-    _pg_admin(admin, f'CREATE DATABASE "{name}"')
+    pg_admin(admin, f'CREATE DATABASE "{name}"')
     try:
         yield shared_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        _pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def server_env(database_url: str, upstream: LiveProcess, data_dir: Any, **extra: str) -> dict[str, str]:

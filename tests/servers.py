@@ -15,6 +15,22 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pg_admin(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on a PostgreSQL server, outside any transaction."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
