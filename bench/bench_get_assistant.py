@@ -39,12 +39,7 @@ ASSISTANT = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_get_assistant", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", help="sqlite:///… file, or a postgresql:// server (a throwaway "
-                                               "database is created on it and dropped after); default: a "
-                                               "fresh SQLite file")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=6.0, help="per round and target")
-    parser.add_argument("--rounds", type=int, default=5)
+    harness.add_common_args(parser)
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "bench.bench_get_assistant", *(sys.argv[1:] if argv is None else argv)])
     auth = {"Authorization": f"Bearer {harness.TEST_KEY}"}
@@ -52,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {command}\n# {harness.describe_setup()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as tmp, \
             harness.database(args.database_url, Path(tmp)) as db_url:
-        with harness.assistd_server(db_url, data_dir=Path(tmp)) as assistd:
+        with harness.assistd_server(db_url, data_dir=Path(tmp), ablate=args.ablate) as assistd:
             status, _, body = harness.http_request(
                 "POST", assistd.url + "/v1/assistants", body=json.dumps(ASSISTANT).encode(),
                 headers={**auth, "Content-Type": "application/json"})

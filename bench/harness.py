@@ -98,6 +98,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/healthz"
     timeout: float = 60.0
+    cpu: int = SERVER_CPU  # the core it is pinned to, when pinning
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,7 +112,7 @@ class Server:
     def start(self) -> Server:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                _pinned(self.cmd, SERVER_CPU), env={**os.environ, **self.env}, cwd=ROOT,
+                _pinned(self.cmd, self.cpu), env={**os.environ, **self.env}, cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + self.timeout
@@ -148,14 +149,47 @@ class Server:
 
 
 def assistd_server(database_url: str, *, data_dir: Path, api_key: str = TEST_KEY,
-                   env: dict[str, str] | None = None) -> Server:
-    """``assistd serve`` (uvicorn, uvloop, httptools, no access log) on ``database_url`` with one static key."""
+                   env: dict[str, str] | None = None, ablate: str | None = None) -> Server:
+    """``assistd serve`` (uvicorn, uvloop, httptools, no access log) on ``database_url`` with one static key;
+    ``ablate``: optimisations to switch off (``bench/ablate.py``)."""
     port = free_port()
+    launcher = ["-m", "bench.ablate", ablate] if ablate else ["-m", "assistd.cli"]
     return Server(
-        "assistd", [sys.executable, "-m", "assistd.cli", "serve", "--port", str(port)], port,
+        "assistd", [sys.executable, *launcher, "serve", "--port", str(port)], port,
         env={"ASSISTD_DATABASE_URL": database_url, "ASSISTD_DATA_DIR": str(data_dir),
              "ASSISTD_API_KEYS": api_key, **(env or {})},
     )
+
+
+def dev_upstream(cpu: int = SERVER_CPU) -> Server:
+    """The scripted OpenAI-compatible upstream (``python -m assistd.devupstream``): zero delay unless a
+    message asks for one. Benchmarks that measure calls through assistd against direct calls pin it beside
+    the load generator (``cpu=LOAD_CPU``), so that assistd alone has the server core in both cases."""
+    port = free_port()
+    return Server("devupstream", [sys.executable, "-m", "assistd.devupstream", "--port", str(port)], port,
+                  ready_path="/v1/models", cpu=cpu)
+
+
+def pin_self_to_load_cpu() -> None:
+    """Run this process's own asyncio load generator on the load core (servers it starts later are pinned by
+    ``taskset`` regardless)."""
+    if pinning():
+        os.sched_setaffinity(0, {LOAD_CPU})
+
+
+def allow_many_files(needed: int) -> None:
+    """Raise the soft open-files limit (children inherit it): a thousand streams need thousands of sockets."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard),
+                                                    hard))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
 def uvicorn_app(import_string: str, *, env: dict[str, str] | None = None, ready_path: str = "/") -> Server:
@@ -396,6 +430,39 @@ def interleave(targets: Sequence[Target], *, connections: int, seconds: float, r
         low, high = min(r.rps for r in s.runs), max(r.rps for r in s.runs)
         print(f"  median   {s.name:<10} {s.cell()}  (req/s range {low:,.0f}-{high:,.0f})", flush=True)
     return summaries
+
+
+def versus_bare(assistd: Server, path: str, route: str, headers: dict[str, str], workdir: Path, *,
+                connections: int, seconds: float, rounds: int) -> tuple[Summary, Summary, int]:
+    """GET ``path`` on ``assistd`` vs the bare Starlette app (``bench/bare_app.py``, one route ``route``)
+    answering the identical bytes, in interleaved rounds. Returns (assistd, bare, JSON size)."""
+    status, got_headers, raw = http_request("GET", assistd.url + path, headers=headers)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {raw!r}")
+    json_file = workdir / "bare.json"
+    json_file.write_bytes(raw)
+    env = {"BENCH_BARE_JSON_FILE": str(json_file), "BENCH_BARE_ROUTE": route}
+    with uvicorn_app("bench.bare_app:app", env=env, ready_path=path) as bare:
+        _, bare_headers, bare_raw = http_request("GET", bare.url + path)
+        assert bare_raw == raw and bare_headers["content-type"] == got_headers["content-type"], \
+            "the bare app must answer the same bytes"
+        print(f"# GET {route}: {len(raw)} JSON bytes; {connections} connections, {rounds} rounds of "
+              f"{seconds:g} s each", flush=True)
+        a, b = interleave([Target("assistd", assistd.url + path, headers), Target("bare", bare.url + path)],
+                          connections=connections, seconds=seconds, rounds=rounds)
+    return a, b, len(raw)
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, seconds: float = 6.0, rounds: int = 5,
+                    connections: int = 32) -> None:
+    parser.add_argument("--database-url", help="sqlite:///… file, or a postgresql:// server (a throwaway "
+                                               "database is created on it and dropped after); default: a "
+                                               "fresh SQLite file")
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--seconds", type=float, default=seconds, help="per round and target")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--ablate", help="optimisations to switch off in assistd: comma list of hot, cache, "
+                                         "fastread, authdict (bench/ablate.py)")
 
 
 # ------------------------------------------------------------------------------------- fallback entry point

@@ -166,7 +166,7 @@ HOSTILE: list[tuple[str, Any]] = [
     ("/assistants", {"model": "m", "tools": [{"type": ["function"]}]}),
     ("/assistants", {"model": "m", "tools": [{"type": "function", "function": "f"}]}),
     ("/assistants", {"model": "m", "tool_resources": {"code_interpreter": "x"}}),
-    ("/assistants", {"model": "m", "tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["f"]}]}}}),
+    ("/assistants", {"model": "m", "tool_resources": {"file_search": {"vector_stores": [{"file_ids": "f"}]}}}),
     ("/assistants", {"model": "m", "tool_resources": {"file_search": {"vector_stores": "x"}}}),
     ("/assistants", {"model": "m", "response_format": {"type": "json_schema", "json_schema": "x"}}),
     ("/assistants", {"model": "m", "response_format": [{"type": "text"}]}),

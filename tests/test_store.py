@@ -189,18 +189,21 @@ def project_a_counts(store: Store) -> tuple[int, int]:
     return store.run(work)
 
 
-@pytest.mark.parametrize("body", [
+@pytest.mark.parametrize(("body", "status"), [
     # the second message is invalid: refused while validating
-    {"messages": [{"role": "user", "content": "fine"}, {"role": "user", "content": []}]},
-    {"messages": [{"role": "user", "content": "fine"}, {"role": "robot", "content": "x"}]},
-    # refused by the service, after validation
-    {"messages": [{"role": "user", "content": "fine"}],
-     "tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["file-1"]}]}}},
+    ({"messages": [{"role": "user", "content": "fine"}, {"role": "user", "content": []}]}, 400),
+    ({"messages": [{"role": "user", "content": "fine"}, {"role": "robot", "content": "x"}]}, 400),
+    # refused by the service after the thread and its first message were written: an unknown file
+    ({"messages": [{"role": "user", "content": "fine"}],
+      "tool_resources": {"file_search": {"vector_stores": [{"file_ids": ["file-1"]}]}}}, 404),
+    ({"messages": [{"role": "user", "content": "fine"},
+                   {"role": "user", "content": "x", "attachments": [
+                       {"file_id": "file-nope", "tools": [{"type": "file_search"}]}]}]}, 404),
 ])
-def test_failed_thread_create_leaves_nothing(http, store, body):
+def test_failed_thread_create_leaves_nothing(http, store, body, status):
     before = project_a_counts(store)
     r = http.post("/threads", json=body)
-    assert r.status_code == 400, r.text
+    assert r.status_code == status, r.text
     assert project_a_counts(store) == before
 
 

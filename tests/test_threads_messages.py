@@ -27,7 +27,12 @@ def test_create_empty_thread(client):
     assert page.data == [] and page.has_more is False
 
 
+def uploaded(client, name: str = "notes.txt") -> str:
+    return client.files.create(file=(name, b"some notes about the weather"), purpose="assistants").id
+
+
 def test_create_thread_with_messages_of_every_shape(client):
+    file_id = uploaded(client)
     t = client.beta.threads.create(
         metadata={"user": "u1"},
         messages=[
@@ -40,8 +45,8 @@ def test_create_thread_with_messages_of_every_shape(client):
                 {"type": "image_file", "image_file": {"file_id": "file-abc123"}},
             ]},
             {"role": "user", "content": "with files", "metadata": {"m": "1"},
-             "attachments": [{"file_id": "file-xyz", "tools": [{"type": "code_interpreter"},
-                                                               {"type": "file_search"}]}]},
+             "attachments": [{"file_id": file_id, "tools": [{"type": "code_interpreter"},
+                                                            {"type": "file_search"}]}]},
         ],
     )
     assert_schema(t, "ThreadObject")
@@ -61,24 +66,25 @@ def test_create_thread_with_messages_of_every_shape(client):
     assert third["content"][2] == {"type": "image_file",
                                    "image_file": {"file_id": "file-abc123", "detail": "auto"}}
     assert fourth["metadata"] == {"m": "1"}
-    assert fourth["attachments"] == [{"file_id": "file-xyz", "tools": [{"type": "code_interpreter"},
-                                                                        {"type": "file_search"}]}]
+    assert fourth["attachments"] == [{"file_id": file_id, "tools": [{"type": "code_interpreter"},
+                                                                     {"type": "file_search"}]}]
 
 
 def test_thread_tool_resources_create_and_modify(client):
+    file_a, file_b, file_c = (uploaded(client, f"{n}.txt") for n in "abc")
     t = client.beta.threads.create(tool_resources={
-        "code_interpreter": {"file_ids": ["file-a", "file-b"]},
+        "code_interpreter": {"file_ids": [file_a, file_b]},
         "file_search": {"vector_store_ids": ["vs_1"]},
     })
     raw = assert_schema(t, "ThreadObject")
-    assert raw["tool_resources"] == {"code_interpreter": {"file_ids": ["file-a", "file-b"]},
+    assert raw["tool_resources"] == {"code_interpreter": {"file_ids": [file_a, file_b]},
                                      "file_search": {"vector_store_ids": ["vs_1"]}}
     assert assert_schema(client.beta.threads.retrieve(t.id), "ThreadObject") == raw
 
     # Modify replaces the given tool's resources and keeps the other tool's.
-    changed = client.beta.threads.update(t.id, tool_resources={"code_interpreter": {"file_ids": ["file-c"]}})
+    changed = client.beta.threads.update(t.id, tool_resources={"code_interpreter": {"file_ids": [file_c]}})
     raw = assert_schema(changed, "ThreadObject")
-    assert raw["tool_resources"] == {"code_interpreter": {"file_ids": ["file-c"]},
+    assert raw["tool_resources"] == {"code_interpreter": {"file_ids": [file_c]},
                                      "file_search": {"vector_store_ids": ["vs_1"]}}
     assert assert_schema(client.beta.threads.retrieve(t.id), "ThreadObject") == raw
 
@@ -207,12 +213,22 @@ def test_message_content_parts(client):
 
 def test_message_attachments(client):
     t = client.beta.threads.create()
+    file_id = uploaded(client)
     m = client.beta.threads.messages.create(
         t.id, role="user", content="file please",
-        attachments=[{"file_id": "file-9", "tools": [{"type": "file_search"}]}],
+        attachments=[{"file_id": file_id, "tools": [{"type": "file_search"}]}],
     )
     assert assert_schema(m, "MessageObject")["attachments"] == [
-        {"file_id": "file-9", "tools": [{"type": "file_search"}]}]
+        {"file_id": file_id, "tools": [{"type": "file_search"}]}]
+    # the file went into a vector store made for the thread
+    stores = client.beta.threads.retrieve(t.id).tool_resources.file_search.vector_store_ids
+    assert len(stores) == 1
+    assert [f.id for f in client.vector_stores.files.list(stores[0])] == [file_id]
+    # an unknown file is a 404 naming the field
+    with pytest.raises(openai.NotFoundError) as err:
+        client.beta.threads.messages.create(t.id, role="user", content="x",
+                                            attachments=[{"file_id": "file-nope", "tools": [{"type": "file_search"}]}])
+    assert err.value.body["param"] == "attachments"
 
 
 def test_list_messages_order_limit_after(client):

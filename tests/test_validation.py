@@ -7,6 +7,7 @@ Paths with ``{t}`` / ``{m}`` / ``{a}`` get a fresh thread / message / assistant 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -146,7 +147,7 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("reasoning_effort", A, asst(reasoning_effort="low"), None),
     ("reasoning_effort bad", A, asst(reasoning_effort="extreme"), "reasoning_effort"),
     # tool_resources: code_interpreter file_ids ≤20, file_search vector_store_ids ≤1
-    *[(f"{path} file_ids 20", path, body(tool_resources={"code_interpreter": {"file_ids": ["f"] * 20}}), None)
+    *[(f"{path} file_ids 20", path, body(tool_resources={"code_interpreter": {"file_ids": ["<file>"] * 20}}), None)
       for path, body in [(A, asst), (T, dict), (MOD_A, dict), (MOD_T, dict)]],
     *[(f"{path} file_ids 21", path, body(tool_resources={"code_interpreter": {"file_ids": ["f"] * 21}}),
        "tool_resources.code_interpreter.file_ids")
@@ -204,11 +205,13 @@ def objects_a(client) -> dict[str, str]:
         "a": client.beta.assistants.create(model="m").id,
         "t": t.id,
         "m": client.beta.threads.messages.list(t.id).data[0].id,
+        "file": client.files.create(file=("v.txt", b"v"), purpose="assistants").id,  # file ids must exist
     }
 
 
 @pytest.mark.parametrize(("path", "body", "param"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_limit(http, objects_a, path, body, param):
+    body = json.loads(json.dumps(body).replace('"<file>"', json.dumps(objects_a["file"])))
     r = http.post(path.format(**objects_a), json=body)
     if param is None:
         assert r.status_code == 200, r.text

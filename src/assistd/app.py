@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -9,18 +10,23 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from assistd.api import assistants, error_handlers, files, messages, runs, threads
+from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
+from assistd.api.hot import HotReads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings, get_settings
 from assistd.errors import error_body
+from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
+from assistd.services import ingestion
 from assistd.services.auth import Authenticator
+from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED, TerminalStepCache
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
+from assistd.tools.code_tool import CodeTool
 
 log = logging.getLogger("assistd")
 
@@ -39,17 +45,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "accepts any key. Do not expose this server.")
         bus = create_bus(settings)
         await bus.start()
+        step_cache = TerminalStepCache()
+        # Subscribed before serving: no invalidation published from now on is missed.
+        cache_watch = asyncio.create_task(_watch_cache(await bus.subscribe(CACHE_CHANNEL), step_cache))
         router = ModelRouter.from_settings(settings)
-        pool = None
-        if settings.workers > 0:
-            pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds)
-            await pool.start()
         app.state.settings = settings
         app.state.db = db
         app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
+        # File ingestion jobs run beside runs (same lease scheme); the index/embedder live on app.state.
+        app.state.ingestion = await ingestion.start(db, app.state.blobs, settings, run_jobs=settings.workers > 0)
+        app.state.retrieval = app.state.ingestion.retrieval
+        # The code_interpreter engine: made on the first execution (tools/code_tool.py).
+        app.state.code_interpreter = CodeTool(settings.data_dir, app.state.blobs)
+        await app.state.code_interpreter.start(bus)
+        pool = None
+        if settings.workers > 0:  # after retrieval: the file_search tool searches with its index and embedder
+            pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
+                              retrieval=app.state.retrieval, code=app.state.code_interpreter)
+            await pool.start()
         app.state.auth = auth
         app.state.bus = bus
         app.state.pool = pool
+        app.state.step_cache = step_cache
         app.state.ready = True
         try:
             yield
@@ -57,6 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             if pool is not None:
                 await pool.stop()
+            await app.state.code_interpreter.aclose()
+            await app.state.ingestion.aclose()
+            cache_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cache_watch
             await router.aclose()
             await bus.aclose()
             await db.close()
@@ -73,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ready = False
     error_handlers.install(app)
     # runs first: POST /threads/runs must not be taken for POST /threads/{thread_id}.
-    for module in (runs, assistants, threads, messages, files):
+    for module in (runs, assistants, threads, messages, files, vector_stores):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/healthz", include_in_schema=False)
@@ -83,4 +105,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(error_body("not ready", "server_error"), 503)
 
     app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, exempt_prefixes=("/v1/files",))
+    # Added last, so outermost: the hot GETs' success path skips everything above (api/hot.py).
+    app.add_middleware(HotReads, state=app.state)
     return app
+
+
+async def _watch_cache(sub: Subscription, cache: TerminalStepCache) -> None:
+    """Cache invalidations published by any process (a thread deleted there) reach this one's cache."""
+    try:
+        while True:
+            event = await sub.get()
+            if event is not None and event.name == THREAD_DELETED:
+                cache.forget_thread(event.data["thread_id"])
+    finally:
+        await sub.close()

@@ -12,11 +12,13 @@ from starlette.responses import Response
 from assistd.api.deps import DB, Paging, Project
 from assistd.api.responses import json_response, raw_json_response
 from assistd.api.sse import run_events, sse_response
-from assistd.events.base import Subscription, run_channel
+from assistd.events.base import Event, Subscription, run_channel
+from assistd.runner.pool import WAKE_CHANNEL
 from assistd.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs
 from assistd.services import runs as service
 from assistd.services import steps as step_service
 from assistd.services.outbox import Outbox
+from assistd.services.step_render import render_page, render_step
 from assistd.store.db import Database
 
 router = APIRouter(tags=["runs"])
@@ -30,11 +32,20 @@ def _ttl(request: Request) -> int:
     return request.app.state.settings.run_ttl_seconds
 
 
-async def _after_commit(request: Request, outbox: Outbox, run_id: str, *, cancel: bool = False) -> None:
-    await outbox.flush(request.app.state.bus)
+async def _after_commit(request: Request, outbox: Outbox, run_id: str, *, cancel: bool = False,
+                        reserved: bool = False) -> None:
+    """Publish the transaction's events, then get the run executed: by this process's pool when it was
+    leased to it in the transaction (``reserved``), else by whichever pool claims it first."""
+    bus = request.app.state.bus
+    await outbox.flush(bus)
     pool = request.app.state.pool
+    if reserved:
+        pool.start_reserved(run_id)
+        return
     if pool is not None:
         pool.cancel_local(run_id) if cancel else pool.wake()
+    if not cancel:  # pools in other processes (`assistd worker`) claim now rather than at their next poll
+        await bus.publish(WAKE_CHANNEL, Event("wake", {"run_id": run_id}))
 
 
 async def _subscribe(request: Request, run_id: str) -> Subscription:
@@ -57,15 +68,23 @@ async def _commit_and_answer(
     and answer with the run — or, with ``stream``, with its events: the subscription is taken before the
     commit, so not even a worker in another process can start the run before we listen."""
     sub = None
+    pool = request.app.state.pool
+    reserved = committed = False
+    run: dict = {}
     try:
         async with db.write() as conn:
             run = await action(conn)
+            if pool is not None and run["status"] == "queued":
+                reserved = await pool.reserve(conn, run["id"], project)  # no claim round, no wait
             if stream:
                 sub = await _subscribe(request, run["id"])
-        await _after_commit(request, outbox, run["id"])
+        committed = True
+        await _after_commit(request, outbox, run["id"], reserved=reserved)
     except BaseException:
         if sub is not None:  # no stream will read it
             await sub.close()
+        if reserved:  # leased to us: run it if that was committed, else forget it
+            pool.start_reserved(run["id"]) if committed else pool.unreserve(run["id"])
         raise
     if sub is None:
         return json_response(run)
@@ -140,7 +159,7 @@ async def list_run_steps(
     step_service.check_include(include)
     async with db.read() as conn:
         result = await step_service.list_page(conn, project, thread_id, run_id, page)
-    return raw_json_response(result.to_json())
+    return raw_json_response(render_page(result, include).to_json())  # what include[] asks for, nothing private
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
@@ -149,4 +168,5 @@ async def get_run_step(
 ) -> Response:
     step_service.check_include(include)
     async with db.read() as conn:
-        return raw_json_response(await step_service.get_raw(conn, project, thread_id, run_id, step_id))
+        raw = await step_service.get_raw(conn, project, thread_id, run_id, step_id)
+    return raw_json_response(render_step(raw, include))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Project
 from assistd.api.responses import json_response, raw_json_response
+from assistd.events.base import Event
 from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import threads as service
+from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
@@ -32,6 +34,10 @@ async def modify_thread(thread_id: str, body: ModifyThread, project: Project, db
 
 
 @router.delete("/{thread_id}")
-async def delete_thread(thread_id: str, project: Project, db: DB) -> Response:
+async def delete_thread(thread_id: str, request: Request, project: Project, db: DB) -> Response:
     async with db.write() as conn:
-        return json_response(await service.delete(conn, project, thread_id))
+        deleted = await service.delete(conn, project, thread_id)
+    # Its terminal steps may be cached (services/steps.py): here at once, in other processes by the bus.
+    request.app.state.step_cache.forget_thread(thread_id)
+    await request.app.state.bus.publish(CACHE_CHANNEL, Event(THREAD_DELETED, {"thread_id": thread_id}))
+    return json_response(deleted)

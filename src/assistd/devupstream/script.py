@@ -15,6 +15,9 @@ Text outside directives is ignored except in echo/json mode, where it is "the us
                              even if ``tools`` lacks NAME. A ``[reply:]`` alongside is the content.
   (tool results present)     once a ``tool`` message follows the last user message, reply
                              ``tool results: `` + the tool messages' contents joined by ``; ``
+  [cite]                     ...then reply ``cited: `` + each source marker (``【…】``) found in
+                             the tool messages, in order, once each, joined by `` `` (``cited:``
+                             alone when there is none): tests file_search citations
   [tool-again: N]            ...unless fewer than N (default 2) assistant tool_calls messages
                              follow the last user message: then call the tools again
   [delay: 1.5]               sleep before responding (stream: after headers, before chunk 1)
@@ -63,13 +66,15 @@ _NAMES = (
     "tokens",
     "json",
     "usage",
+    "cite",
 )
 # A directive opens with "[name:" or is the bare "[name]"; other brackets are plain text.
 _OPEN = re.compile(r"\[\s*(" + "|".join(map(re.escape, _NAMES)) + r")\s*([:\]])", re.IGNORECASE)
 _FUNC_NAME = re.compile(r"\s*([A-Za-z0-9_-]{1,64})\s*")
 _USAGE_PART = re.compile(r"(prompt|completion)\s*=\s*(\d+)", re.IGNORECASE)
 _WORD_PIECE = re.compile(r"\s*\S+")
-_FLAGS = {"stream-error": "stream_error", "length": "length", "json": "json_mode"}
+_FLAGS = {"stream-error": "stream_error", "length": "length", "json": "json_mode", "cite": "cite"}
+_SOURCE_MARKER = re.compile(r"【[^】]*】")
 _DECODER = json.JSONDecoder()
 _ALNUM = string.ascii_letters + string.digits
 
@@ -106,6 +111,7 @@ class Script:
     length: bool = False
     tokens: int | None = None
     json_mode: bool = False
+    cite: bool = False
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -282,6 +288,9 @@ def _content(body: Mapping[str, Any], script: Script, after_user: Sequence[dict[
     if script.tools and (not tool_results or rounds < script.tool_rounds):
         calls = [_new_call(name, args) for name, args in script.tools]
         return Reply(text=script.reply, tool_calls=calls, finish_reason="tool_calls")
+    if tool_results and script.cite:
+        markers = dict.fromkeys(m for r in tool_results for m in _SOURCE_MARKER.findall(r))
+        return Reply(text=" ".join(["cited:", *markers]))
     if tool_results:
         return Reply(text="tool results: " + "; ".join(tool_results))
     if script.reply is not None:

@@ -27,7 +27,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI, Timeout
+from openai import AsyncOpenAI, AsyncStream, Timeout
+from openai._base_client import make_request_options
 
 from .base import ChatEvent, ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 
@@ -79,7 +80,13 @@ class OpenAICompatibleProvider:
         while True:
             state = _StreamState()
             try:
-                stream = await self._client.chat.completions.create(**params)
+                # The SDK's own request and stream machinery (auth, timeouts, status errors, the SSE decoder,
+                # error events, [DONE]), but chunks as plain dicts: ``chat.completions.create`` runs the
+                # params through its type transform and builds a pydantic chunk per delta, which made up
+                # most of a call's CPU (about 6 ms for a short streamed answer against ~1 ms this way).
+                stream = await self._client.post(
+                    "/chat/completions", body=params, cast_to=object, stream=True,
+                    stream_cls=AsyncStream[object], options=_REQUEST_OPTIONS)
                 # `async with` closes the HTTP response on every exit: end, error, cancellation of
                 # the consuming task, or the consumer closing this generator at a `yield`.
                 async with stream:
@@ -119,6 +126,9 @@ class OpenAICompatibleProvider:
         return delay
 
 
+_REQUEST_OPTIONS = make_request_options(security={"bearer_auth": True})  # as chat.completions.create
+
+
 def request_params(request: ChatRequest, model: str) -> dict[str, Any]:
     """The ``chat.completions.create`` keyword arguments for ``request``; unset fields are left out."""
     params: dict[str, Any] = {
@@ -155,18 +165,20 @@ class _StreamState:
     completion_tokens: int | None = None
 
     def feed(self, chunk: Any) -> list[ChatEvent]:
+        """Events of one chunk: a decoded JSON object (the provider's), or an SDK chunk object."""
         events: list[ChatEvent] = []
-        usage = getattr(chunk, "usage", None)
+        usage = _field(chunk, "usage")
         if usage is not None:  # last one wins: some servers repeat running totals
-            self.prompt_tokens = getattr(usage, "prompt_tokens", None)
-            self.completion_tokens = getattr(usage, "completion_tokens", None)
-        for choice in getattr(chunk, "choices", None) or ():
-            if getattr(choice, "index", 0) != 0:  # we never ask for n > 1
+            self.prompt_tokens = _field(usage, "prompt_tokens")
+            self.completion_tokens = _field(usage, "completion_tokens")
+        choices = _field(chunk, "choices")
+        for choice in choices if isinstance(choices, list | tuple) else ():
+            if _field(choice, "index", 0) != 0:  # we never ask for n > 1
                 continue
-            delta = getattr(choice, "delta", None)
+            delta = _field(choice, "delta")
             if delta is not None:
                 events += self._delta_events(delta)
-            reason = getattr(choice, "finish_reason", None)
+            reason = _field(choice, "finish_reason")
             if reason and self.finish is None:
                 self.finish = "tool_calls" if reason == "function_call" else reason
                 events.append(Finish(self.finish))
@@ -174,23 +186,25 @@ class _StreamState:
 
     def _delta_events(self, delta: Any) -> list[ChatEvent]:
         events: list[ChatEvent] = []
-        text = getattr(delta, "content", None)
+        text = _field(delta, "content")
         if text:
             self.output_chars += len(text)
             events.append(TextDelta(text))
-        for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
-            function = getattr(call, "function", None)
-            name = getattr(function, "name", None)
-            arguments = getattr(function, "arguments", None) or ""
+        calls = _field(delta, "tool_calls")
+        for position, call in enumerate(calls if isinstance(calls, list | tuple) else ()):
+            function = _field(call, "function")
+            name = _field(function, "name")
+            arguments = _field(function, "arguments") or ""
             self.output_chars += len(name or "") + len(arguments)
             # Some servers (older Ollama) send whole calls without an index: their list position is it.
-            index = getattr(call, "index", None)
-            events.append(ToolCallDelta(position if index is None else index, call.id, name, arguments))
-        legacy = getattr(delta, "function_call", None)  # pre-tools servers: one call, no id
+            index = _field(call, "index")
+            events.append(ToolCallDelta(position if index is None else index, _field(call, "id"), name, arguments))
+        legacy = _field(delta, "function_call")  # pre-tools servers: one call, no id
         if legacy is not None:
-            arguments = legacy.arguments or ""
-            self.output_chars += len(legacy.name or "") + len(arguments)
-            events.append(ToolCallDelta(0, None, legacy.name, arguments))
+            arguments = _field(legacy, "arguments") or ""
+            name = _field(legacy, "name")
+            self.output_chars += len(name or "") + len(arguments)
+            events.append(ToolCallDelta(0, None, name, arguments))
         return events
 
     def usage(self, messages: Iterable[Mapping[str, Any]]) -> Usage:
@@ -201,6 +215,13 @@ class _StreamState:
         if completion is None:
             completion = estimate_tokens(self.output_chars)
         return Usage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` of a decoded JSON object, ``obj.name`` of an SDK object; ``default`` when absent."""
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
 
 
 def estimate_tokens(chars: int) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.store.tables import messages, run_steps
+from assistd.tools import code_tool, file_search
 
 # Room kept for the answer when fitting the prompt into the model's context window.
 ANSWER_RESERVE = 1024
@@ -109,29 +110,50 @@ async def run_transcript(conn: AsyncConnection, run_id: str) -> list[dict[str, A
             if message is not None:
                 out.append(message_to_chat(message))
             continue
-        calls = [c for c in step["step_details"]["tool_calls"] if c["type"] == "function"]
+        calls = [c for c in step["step_details"]["tool_calls"]
+                 if c["type"] in ("function", "file_search", "code_interpreter")]
         if not calls:
             continue
         out.append({"role": "assistant", "content": None, "tool_calls": [
+            file_search.chat_call(c) if c["type"] == "file_search" else
+            code_tool.chat_call(c) if c["type"] == "code_interpreter" else
             {"id": c["id"], "type": "function",
              "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
             for c in calls]})
         for c in calls:
-            out.append({"role": "tool", "tool_call_id": c["id"], "content": c["function"]["output"] or ""})
+            output = (file_search.output_text(c) if c["type"] == "file_search" else
+                      code_tool.output_text(c) if c["type"] == "code_interpreter" else c["function"]["output"])
+            out.append({"role": "tool", "tool_call_id": c["id"], "content": output or ""})
     return out
 
 
-def chat_tools(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's tools offered to the model; server-side tools join as their issues land."""
-    return [{"type": "function", "function": t["function"]} for t in run["tools"] if t["type"] == "function"]
+def chat_tools(run: dict[str, Any], *, search: str | None = None, code: str | None = None
+               ) -> list[dict[str, Any]]:
+    """The run's tools offered to the model: its functions, the file search and the code interpreter
+    (``search``/``code``: the name each is offered under, None when it is not offered — see
+    tools/file_search.py, tools/code_tool.py)."""
+    tools = [{"type": "function", "function": t["function"]} for t in run["tools"] if t["type"] == "function"]
+    if search is not None:
+        tools.append(file_search.chat_function(search))
+    if code is not None:
+        tools.append(code_tool.chat_function(code))
+    return tools
 
 
-def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]]) -> Any:
+def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]], *, search: str | None = None,
+                     searched: bool = False, code: str | None = None, coded: bool = False) -> Any:
+    """``tool_choice`` for the upstream. A forced file_search (code_interpreter) forces only the run's first
+    search (execution), else the model could never answer; a forced tool that is not offered becomes
+    ``auto``."""
     choice = run.get("tool_choice") or "auto"
     if not tools:
         return None
     if isinstance(choice, dict):
         if choice.get("type") == "function":
             return {"type": "function", "function": {"name": choice["function"]["name"]}}
+        if choice.get("type") == "file_search" and search is not None and not searched:
+            return {"type": "function", "function": {"name": search}}
+        if choice.get("type") == "code_interpreter" and code is not None and not coded:
+            return {"type": "function", "function": {"name": code}}
         return "auto"
     return choice

@@ -5,6 +5,11 @@ heartbeat both renews leases and notices cancellation requested through another 
 status turns ``cancelling``), so a cancel stops the upstream call within a heartbeat (0.5 s).
 On stop, the pool claims nothing more, lets running runs finish for a grace period, then releases them
 for another worker to resume.
+
+Latency: a run queued by this process's API is leased to this pool in the transaction that queues it
+(``reserve``) and starts right after the commit (``start_reserved``), with no claim transaction and no
+wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool listening (``assistd worker``s on
+PostgreSQL too) claims at once instead of at its next poll.
 """
 
 from __future__ import annotations
@@ -15,29 +20,41 @@ import logging
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
-from assistd.events.base import EventBus
+from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import RunExecutor
 from assistd.store.db import Database
 from assistd.store.tables import runs
 
+if TYPE_CHECKING:
+    from assistd.services.vector_search import Retrieval
+    from assistd.tools.code_tool import CodeTool
+
 log = logging.getLogger("assistd.runner")
+
+WAKE_CHANNEL = "pool:wake"  # an event here: a run became claimable (queued elsewhere than in a pool's slot)
 
 
 class WorkerPool:
     def __init__(
         self, db: Database, bus: EventBus, router: ModelRouter, *, concurrency: int,
         lease_seconds: float = 10.0, heartbeat_seconds: float = 0.5, poll_seconds: float = 0.25,
-        sweep_seconds: float = 2.0,
+        sweep_seconds: float = 2.0, retrieval: Retrieval | None = None, code: CodeTool | None = None,
     ) -> None:
+        """``retrieval``: the process's index and embedder, for the file_search tool (None: not offered);
+        ``code``: the process's code_interpreter engine (None: not offered)."""
         self.db = db
         self.bus = bus
         self.router = router
+        self.retrieval = retrieval
+        self.code = code
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -45,19 +62,42 @@ class WorkerPool:
         self.sweep_seconds = sweep_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
+        self._reserved: dict[str, str] = {}  # run id → project id: leased in a transaction not yet ended
+        self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
+        self._wake_sub: Subscription | None = None
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self.db.is_sqlite:
             await claims.release_all_leases(self.db)
+        self._wake_sub = await self.bus.subscribe(WAKE_CHANNEL)
         self._loops = [asyncio.create_task(loop()) for loop in (self._claim_loop, self._heartbeat_loop,
-                                                                   self._sweep_loop)]
+                                                                   self._sweep_loop, self._wake_loop)]
 
     def wake(self) -> None:
         """A run became claimable in this process: look now rather than at the next poll."""
         self._wake.set()
+
+    async def reserve(self, conn: AsyncConnection, run_id: str, project_id: str) -> bool:
+        """Inside the transaction that makes ``run_id`` queued: lease it to this pool when a slot is free.
+        True: call ``start_reserved`` after the commit (or ``unreserve`` if it fails)."""
+        if self._stopping or self.concurrency - len(self._running) - len(self._reserved) <= 0:
+            return False
+        await conn.execute(update(runs).where(runs.c.id == run_id).values(
+            lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds))
+        self._reserved[run_id] = project_id
+        return True
+
+    def start_reserved(self, run_id: str) -> None:
+        project_id = self._reserved.pop(run_id, None)
+        if project_id is not None and run_id not in self._running:
+            self._spawn(run_id, project_id)
+
+    def unreserve(self, run_id: str) -> None:
+        """The transaction rolled back: the lease went with it."""
+        self._reserved.pop(run_id, None)
 
     def cancel_local(self, run_id: str) -> None:
         """Cancel at once when this process executes the run (others notice by heartbeat)."""
@@ -88,20 +128,32 @@ class WorkerPool:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            free = self.concurrency - len(self._running)
-            claimed: list[tuple[str, str]] = []
+            free = self.concurrency - len(self._running) - len(self._reserved)
             if free > 0:
+                claimed: list[tuple[str, str]] = []
                 try:
                     claimed = await claims.claim(self.db, self.owner, self.lease_seconds, free)
                 except Exception:
                     log.exception("claiming runs failed; retrying")
                 for run_id, project_id in claimed:
                     self._spawn(run_id, project_id)
-            if claimed and len(claimed) < free:
-                continue  # there may be more right behind them
+                # All slots taken: more may be waiting, look again when one frees. A run queued meanwhile
+                # has set the wake event, so the wait below returns at once.
+                self._backlog = len(claimed) >= free
+            else:
+                self._backlog = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()
+
+    async def _wake_loop(self) -> None:
+        assert self._wake_sub is not None
+        try:
+            while True:
+                if await self._wake_sub.get() is not None:
+                    self.wake()
+        finally:
+            await self._wake_sub.close()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -132,17 +184,21 @@ class WorkerPool:
                             runs.c.status == "requires_action", runs.c.expires_at < int(time.time()))
                         .limit(100))).all()
                 for run_id, project_id in rows:
-                    await RunExecutor(self.db, self.bus, self.router, run_id, project_id).expire()
+                    await self._executor(run_id, project_id).expire()
             except Exception:
                 log.exception("expiring runs failed")
 
     # --- tasks ---------------------------------------------------------------------------------------
 
     def _spawn(self, run_id: str, project_id: str) -> None:
-        executor = RunExecutor(self.db, self.bus, self.router, run_id, project_id)
+        executor = self._executor(run_id, project_id)
         task = asyncio.create_task(self._execute(executor))
         self._running[run_id] = (task, executor)
         task.add_done_callback(lambda _t: self._finished(run_id))
+
+    def _executor(self, run_id: str, project_id: str) -> RunExecutor:
+        return RunExecutor(self.db, self.bus, self.router, run_id, project_id, retrieval=self.retrieval,
+                           code=self.code)
 
     async def _execute(self, executor: RunExecutor) -> None:
         try:
@@ -156,7 +212,8 @@ class WorkerPool:
 
     def _finished(self, run_id: str) -> None:
         self._running.pop(run_id, None)
-        self.wake()
+        if self._backlog:  # otherwise nothing was left to claim: the next queued run wakes us itself
+            self.wake()
 
     def _interrupt(self, run_id: str, reason: str) -> None:
         entry = self._running.get(run_id)

@@ -6,12 +6,15 @@ import asyncio
 import logging
 import signal
 
+from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings
 from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
+from assistd.services import ingestion
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
+from assistd.tools.code_tool import CodeTool
 
 log = logging.getLogger("assistd.worker")
 
@@ -22,7 +25,14 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     router = ModelRouter.from_settings(settings)
     bus = create_bus(settings)
     await bus.start()
-    pool = WorkerPool(db, bus, router, concurrency=concurrency, lease_seconds=settings.lease_seconds)
+    # File ingestion jobs too (they read the same blob store: ASSISTD_DATA_DIR must be shared); their index
+    # and embedder are also what the file_search tool searches with.
+    blobs = LocalBlobStore(settings.data_dir / "blobs")
+    jobs = await ingestion.start(db, blobs, settings, run_jobs=True)
+    code = CodeTool(settings.data_dir, blobs)  # the code_interpreter engine, made on first use
+    await code.start(bus)
+    pool = WorkerPool(db, bus, router, concurrency=concurrency, lease_seconds=settings.lease_seconds,
+                      retrieval=jobs.retrieval, code=code)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -34,6 +44,8 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
         log.info("stopping: finishing or releasing %d runs", pool.active)
     finally:
         await pool.stop()
+        await code.aclose()
+        await jobs.aclose()
         await router.aclose()
         await bus.aclose()
         await db.close()

@@ -26,7 +26,7 @@ async def create(conn: AsyncConnection, project_id: str, req: CreateAssistant) -
         "model": req.model,
         "instructions": req.instructions,
         "tools": tool_dicts(req.tools),
-        "tool_resources": tool_resources_dict(req.tool_resources),
+        "tool_resources": await tool_resources_dict(conn, project_id, req.tool_resources),
         "metadata": req.metadata or {},
         "top_p": 1.0 if req.top_p is None else req.top_p,
         "temperature": 1.0 if req.temperature is None else req.temperature,
@@ -64,7 +64,8 @@ async def modify(
     if "tools" in given:
         obj["tools"] = tool_dicts(req.tools)
     if "tool_resources" in given:
-        obj["tool_resources"] = merge_tool_resources(obj.get("tool_resources") or {}, req.tool_resources)
+        obj["tool_resources"] = await merge_tool_resources(conn, project_id, obj.get("tool_resources") or {},
+                                                           req.tool_resources)
     if "response_format" in given:
         obj["response_format"] = response_format_value(req.response_format)
     await objects.save_object(conn, assistants, obj)

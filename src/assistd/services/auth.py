@@ -10,7 +10,6 @@ working within ``CACHE_SECONDS``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 
@@ -43,6 +42,9 @@ class Authenticator:
             secret, _, project = entry.partition(":")
             self._static.append((hashlib.sha256(secret.encode()).digest(), project or DEFAULT_PROJECT))
         self._project_ids: dict[str, str] = {}
+        # Static key digest → project id, filled by start(): one dict lookup per request. Looked up by the
+        # digest, never the secret, so lookup timing tells nothing about any secret.
+        self._static_ids: dict[bytes, str] = {}
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._db_has_keys: tuple[float, bool] = (0.0, False)
 
@@ -52,6 +54,7 @@ class Authenticator:
             names = {name for _, name in self._static} | {DEFAULT_PROJECT}
             for name in names:
                 self._project_ids[name] = await key_store.ensure_project(conn, name)
+        self._static_ids = {digest: self._project_ids[name] for digest, name in self._static}
 
     async def dev_mode(self) -> bool:
         return not self._static and not await self._any_db_keys()
@@ -69,12 +72,9 @@ class Authenticator:
         secret = _bearer(authorization)
         if secret:
             digest = hashlib.sha256(secret.encode()).digest()
-            project = None
-            for known, name in self._static:  # every entry compared: no early exit, constant time
-                if hmac.compare_digest(known, digest):
-                    project = name
-            if project is not None:
-                return self._project_ids[project]
+            project_id = self._static_ids.get(digest)
+            if project_id is not None:
+                return project_id
             project_id = await self._db_project(digest.hex())
             if project_id is not None:
                 return project_id

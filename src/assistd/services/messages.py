@@ -11,6 +11,7 @@ from assistd import ids
 from assistd.errors import InvalidRequest, NotFound
 from assistd.pagination import Page, PageParams
 from assistd.schemas.messages import CreateMessage, ModifyMessage
+from assistd.services import files as file_service
 from assistd.services.run_objects import ACTIVE_STATUSES
 from assistd.store import objects
 from assistd.store.tables import messages, runs, threads
@@ -76,18 +77,74 @@ async def insert(conn: AsyncConnection, project_id: str, message: dict[str, Any]
 
 
 async def add_user_message(
-    conn: AsyncConnection, project_id: str, thread_id: str, req: CreateMessage
+    conn: AsyncConnection, project_id: str, thread_id: str, req: CreateMessage, *,
+    thread: dict[str, Any] | None = None, param: str = "attachments",
 ) -> dict[str, Any]:
-    """Store a message from a request body (thread create, message create, additional_messages)."""
+    """Store a message from a request body (thread create, message create, additional_messages).
+
+    ``thread``: the thread's object when the caller holds it (just created, or locked): a vector store made
+    for the attachments is recorded in it (and saved), so the caller sees it. ``param`` names the
+    attachments in errors."""
+    attachments = [a.model_dump(exclude_none=True) for a in req.attachments or []]
+    if attachments:
+        # Files for code_interpreter are put in the thread's /mnt/data when its code runs (tools/code_tool.py).
+        code_files = [a["file_id"] for a in attachments
+                      if any(t.get("type") == "code_interpreter" for t in a.get("tools") or [])]
+        if code_files:
+            await file_service.require_files(conn, project_id, code_files, param)
+        await attach_for_file_search(conn, project_id, thread_id, attachments, thread=thread, param=param)
     message = new_message(
         thread_id,
         req.role,
         content_parts(req.content),
-        attachments=[a.model_dump(exclude_none=True) for a in req.attachments or []],
+        attachments=attachments,
         metadata=req.metadata,
     )
     await insert(conn, project_id, message)
     return message
+
+
+async def attach_for_file_search(
+    conn: AsyncConnection, project_id: str, thread_id: str, attachments: list[dict[str, Any]], *,
+    thread: dict[str, Any] | None = None, param: str = "attachments",
+) -> str | None:
+    """Files attached for ``file_search`` join the thread's vector store — made now (expiring 7 days after
+    its last activity, like the hosted API's) when the thread has none, and recorded in the thread's
+    ``tool_resources``. Returns the store's id (None: no such attachment). Attachments for
+    code_interpreter are only kept on the message here."""
+    file_ids = list(dict.fromkeys(a["file_id"] for a in attachments
+                                  if any(t.get("type") == "file_search" for t in a.get("tools") or [])))
+    if not file_ids:
+        return None
+    from assistd.services import vector_stores
+    from assistd.services.resources import THREAD_STORE_EXPIRY
+
+    await file_service.require_files(conn, project_id, file_ids, param)
+    if thread is None:
+        thread = await objects.get_for_update(conn, threads, thread_id, project_id=project_id)
+        if thread is None:
+            raise NotFound("thread", thread_id)
+    resources = thread.get("tool_resources") or {}
+    store_ids = list((resources.get("file_search") or {}).get("vector_store_ids") or [])
+    if store_ids and await _usable_store(conn, project_id, store_ids[0]):
+        await vector_stores.attach_files(conn, project_id, store_ids[0], file_ids, param=param)
+        return store_ids[0]
+    # None yet, or the thread's store was deleted or expired since: a new one takes its place.
+    store = await vector_stores.create_store(conn, project_id, file_ids=file_ids,
+                                             expires_after=dict(THREAD_STORE_EXPIRY))
+    thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": [store["id"]]}}
+    await objects.save_object(conn, threads, thread)
+    return store["id"]
+
+
+async def _usable_store(conn: AsyncConnection, project_id: str, store_id: str) -> bool:
+    from assistd.services import vector_stores
+
+    try:
+        [store] = await vector_stores.require_stores(conn, project_id, [store_id])
+    except NotFound:
+        return False
+    return store["status"] != "expired"
 
 
 async def require_thread(conn: AsyncConnection, project_id: str, thread_id: str) -> None:

@@ -57,6 +57,23 @@ def _named_choice_check(tool_choice: Any, tools: list[dict[str, Any]]) -> None:
         raise InvalidRequest(f"Invalid 'tool_choice': the run has no {tool_choice['type']} tool.", param="tool_choice")
 
 
+def run_tool_resources(assistant: dict[str, Any], thread: dict[str, Any]) -> dict[str, Any]:
+    """Resources the run's tools may use: the thread's override the assistant's per tool, except that
+    file_search searches both the assistant's and the thread's vector stores (as the hosted API did), and
+    code_interpreter gets both's files."""
+    mine, theirs = assistant.get("tool_resources") or {}, thread.get("tool_resources") or {}
+    resources = {**mine, **theirs}
+    code_files = [*((mine.get("code_interpreter") or {}).get("file_ids") or []),
+                  *((theirs.get("code_interpreter") or {}).get("file_ids") or [])]
+    if code_files:
+        resources["code_interpreter"] = {"file_ids": list(dict.fromkeys(code_files))}
+    stores = [*((mine.get("file_search") or {}).get("vector_store_ids") or []),
+              *((theirs.get("file_search") or {}).get("vector_store_ids") or [])]
+    if stores:
+        resources["file_search"] = {"vector_store_ids": list(dict.fromkeys(stores))}
+    return resources
+
+
 def _build_run(
     thread_id: str, assistant: dict[str, Any], req: RunOptions, extra_instructions: str | None, ttl: int
 ) -> dict:
@@ -113,8 +130,7 @@ async def _start(
 ) -> dict[str, Any]:
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
     run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
-    # Resources the run's tools may use: the thread's override the assistant's per tool.
-    run["tool_resources"] = {**(assistant.get("tool_resources") or {}), **(thread.get("tool_resources") or {})}
+    run["tool_resources"] = run_tool_resources(assistant, thread)
     await objects.insert_object(conn, runs, run, project_id=project_id, thread_id=thread["id"],
                                 status="queued", expires_at=run["expires_at"])
     outbox.run_id = run["id"]
@@ -134,8 +150,10 @@ async def create(
     active = await active_run_id(conn, thread_id)
     if active is not None:
         raise Conflict(f"Thread {thread_id} already has an active run {active}.")
-    for message in req.additional_messages or []:
-        await message_service.add_user_message(conn, project_id, thread_id, message)
+    for i, message in enumerate(req.additional_messages or []):
+        # ``thread`` is locked: a vector store made for attachments is recorded in it, and so seen below.
+        await message_service.add_user_message(conn, project_id, thread_id, message, thread=thread,
+                                               param=f"additional_messages[{i}].attachments")
     return await _start(conn, project_id, thread, req, outbox, req.additional_instructions, ttl)
 
 

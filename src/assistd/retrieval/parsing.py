@@ -1,0 +1,198 @@
+"""File bytes → plain text for chunking: text and source code, Markdown, HTML, JSON, CSV, PDF, DOCX.
+
+Errors carry a human message and map to a vector store file's ``last_error.code``:
+``UnsupportedFile`` → ``unsupported_file`` (a type we cannot read: images, archives, binaries…),
+``InvalidFile`` → ``invalid_file`` (a supported type that is corrupt, has no text, or is not UTF-8/UTF-16 —
+the API accepts only those encodings for text files).
+
+The type is taken from the file name's extension, then from ``content_type``; a name without an extension
+(``Makefile``, ``README``) is read as text if it looks like text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+
+
+class ParseError(Exception):
+    code = "invalid_file"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnsupportedFile(ParseError):
+    code = "unsupported_file"
+
+
+class InvalidFile(ParseError):
+    code = "invalid_file"
+
+
+_CODE = {"py", "pyi", "js", "mjs", "cjs", "jsx", "ts", "tsx", "java", "kt", "kts", "scala", "c", "h", "cc", "cpp",
+         "cxx", "hpp", "hh", "cs", "go", "rs", "rb", "php", "sh", "bash", "zsh", "ps1", "css", "scss", "less",
+         "sql", "swift", "m", "r", "lua", "pl", "pm", "dart", "ex", "exs", "erl", "hs", "clj", "vue", "svelte",
+         "tex", "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "proto", "graphql", "gradle", "bat"}
+_TEXT = {"txt", "text", "log", "rst", "adoc", "org", "md", "markdown", "mdx"} | _CODE
+_KINDS = {**{e: "text" for e in _TEXT}, "html": "html", "htm": "html", "xhtml": "html", "json": "json",
+          "jsonl": "text", "csv": "csv", "tsv": "csv", "pdf": "pdf", "docx": "docx"}
+_MIME = {"text/html": "html", "application/xhtml+xml": "html", "application/json": "json", "text/csv": "csv",
+         "application/pdf": "pdf", "text/markdown": "text", "text/x-markdown": "text",
+         "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+         "application/x-sh": "text", "application/javascript": "text", "application/typescript": "text",
+         "application/x-python": "text", "application/xml": "text", "application/x-tex": "text"}
+_NAMED = {"doc": "legacy .doc", "ppt": "legacy .ppt", "pptx": ".pptx", "xls": "spreadsheet", "xlsx": "spreadsheet"}
+
+
+def parse(data: bytes, filename: str, content_type: str | None = None) -> str:
+    """The file's text, stripped; raises ``UnsupportedFile`` or ``InvalidFile``."""
+    kind = _kind(data, filename, content_type)
+    if not data:
+        raise InvalidFile(f"{filename} is empty")
+    text = {"text": _text, "html": _html, "json": _json, "csv": _csv, "pdf": _pdf, "docx": _docx}[kind](data)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").strip()
+    if not text:
+        raise InvalidFile(f"{filename} contains no text to index")
+    return text
+
+
+def _kind(data: bytes, filename: str, content_type: str | None) -> str:
+    ext = PurePosixPath(filename.replace("\\", "/")).suffix.lower().lstrip(".")
+    if ext in _KINDS:
+        return _KINDS[ext]
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime in _MIME:
+        return _MIME[mime]
+    if ext in _NAMED:
+        raise UnsupportedFile(f"{_NAMED[ext]} files are not supported; convert {filename} to PDF, DOCX or text")
+    if mime.startswith("text/") or (not ext and _looks_textual(data)):
+        return "text"
+    what = f"extension .{ext}" if ext else f"type {mime or 'unknown'}"
+    raise UnsupportedFile(f"{filename}: files with {what} are not supported for file search")
+
+
+def _looks_textual(data: bytes) -> bool:
+    head = data[:8192]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    return b"\x00" not in head
+
+
+def _decode(data: bytes) -> str:
+    try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
+        if b"\x00" in data[:8192]:
+            raise InvalidFile("the file looks binary (NUL bytes), not text")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidFile(f"text files must be UTF-8, UTF-16 or ASCII (bad byte at offset {exc.start})") from None
+
+
+def _text(data: bytes) -> str:
+    return _decode(data)
+
+
+class _HtmlText(HTMLParser):
+    _SKIP = {"script", "style", "noscript", "template", "svg", "iframe", "object"}
+    _BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
+              "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "dt", "dd", "hr", "main", "nav"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag in self._BLOCK and self.parts and not self.parts[-1].endswith("\n"):
+            self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self._BLOCK:
+            self.parts.append("\n\n" if tag in ("p", "title") or tag.startswith("h") else "\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def _html(data: bytes) -> str:
+    parser = _HtmlText()
+    parser.feed(_decode(data))
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text
+
+
+def _json(data: bytes) -> str:
+    try:
+        value = json.loads(_decode(data))
+    except json.JSONDecodeError as exc:
+        raise InvalidFile(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    # Indented JSON keeps keys next to their values, which is what a reader (and a retriever) needs.
+    return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _csv(data: bytes) -> str:
+    text = _decode(data)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as exc:
+        raise InvalidFile(f"invalid CSV: {exc}") from None
+    return "\n".join(", ".join(cell.strip() for cell in row) for row in rows if any(c.strip() for c in row))
+
+
+def _pdf(data: bytes) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise InvalidFile("the PDF is encrypted")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except ParseError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise InvalidFile(f"unreadable PDF: {exc}") from None
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise InvalidFile("the PDF has no extractable text (a scan without OCR?)")
+    return text
+
+
+def _docx(data: bytes) -> str:
+    import zipfile
+
+    from docx import Document
+
+    try:
+        doc = Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise InvalidFile(f"unreadable DOCX: {exc}") from None
+    except Exception as exc:  # python-docx raises its own and lxml's errors on malformed parts
+        raise InvalidFile(f"unreadable DOCX: {exc}") from None
+    parts = [p.text for p in doc.paragraphs]
+    for table in doc.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+    return "\n\n".join(p for p in parts if p.strip())

@@ -1,0 +1,47 @@
+"""The hybrid index's tables (on ``assistd.store.tables.metadata``; migration 0004 creates them).
+
+- ``retrieval_stores``: one row per indexed vector store; ``version`` is bumped in the same transaction as
+  every write that changes the store's vectors, so any process can tell whether its in-memory vector
+  matrix for that store is current with one indexed read.
+- ``retrieval_files``: one row per (store, file): its name and ``attributes`` (filters run on these).
+- ``retrieval_chunks``: chunk text, token count and the embedding as float32 little-endian bytes
+  (L2-normalised). Dialect-specific companions, created by the migration and not declared here:
+  SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers); PostgreSQL a
+  generated ``tsv tsvector`` column with a GIN index, and ``embedding_v vector`` when pgvector is installed.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+from assistd.store.tables import SeqType, metadata
+
+retrieval_stores = Table(
+    "retrieval_stores",
+    metadata,
+    Column("vector_store_id", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
+retrieval_files = Table(
+    "retrieval_files",
+    metadata,
+    Column("vector_store_id", String(64), primary_key=True),
+    Column("file_id", String(64), primary_key=True),
+    Column("file_name", Text, nullable=False),
+    Column("attributes", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+)
+
+retrieval_chunks = Table(
+    "retrieval_chunks",
+    metadata,
+    Column("id", SeqType, primary_key=True, autoincrement=True),
+    Column("vector_store_id", String(64), nullable=False),
+    Column("file_id", String(64), nullable=False),
+    Column("chunk_index", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+)
+Index("ix_retrieval_chunks_file", retrieval_chunks.c.vector_store_id, retrieval_chunks.c.file_id)

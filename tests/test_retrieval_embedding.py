@@ -1,0 +1,118 @@
+"""Embedders: the local model (window pooling of long chunks, worker process) and the upstream client."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+
+from assistd.devupstream.server import embed as hashed_embed
+from assistd.retrieval import LocalEmbedder, UpstreamEmbedder, create_embedder
+from assistd.retrieval.embedding import minilm
+
+
+@pytest.fixture(scope="module")
+def model() -> minilm.MiniLM:
+    return minilm.MiniLM("onnx", threads=1)
+
+
+def long_text(words: int) -> str:
+    vocab = ["river", "harbour", "ledger", "quantum", "orchard", "violin", "granite", "lantern", "meadow", "cipher"]
+    return " ".join(f"{vocab[i % 10]}{i % 7}" for i in range(words))
+
+
+def test_long_chunk_is_embedded_whole_by_pooling_windows(model: minilm.MiniLM) -> None:
+    text = long_text(400)  # ~1,200 word pieces: five windows of at most 254
+    windows = model.windows(text)
+    assert len(windows) >= 4 and all(len(w) <= minilm.MAX_PIECES for w in windows)
+    pieces = model.tokenizer.encode(text, add_special_tokens=False).ids
+    # Windows overlap by WINDOW_OVERLAP pieces and together cover every piece, the last ones included.
+    assert windows[0][1:-1] == pieces[:minilm.WINDOW] and windows[-1][-2] == pieces[-1]
+    assert windows[1][1:1 + minilm.WINDOW_OVERLAP] == pieces[minilm.WINDOW - minilm.WINDOW_OVERLAP:minilm.WINDOW]
+    [vector] = model.embed([text])
+    per_window = model._embed_windows(windows)
+    weights = np.array([len(w) - 2 for w in windows], np.float32)[:, None]
+    expected = (per_window * weights).sum(axis=0)
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-5)
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    # Text past the first 256 pieces counts: changing only the tail changes the vector.
+    [changed] = model.embed([text + " The final paragraph is about volcanoes erupting in Iceland."])
+    assert float(vector @ changed) < 0.999
+
+
+def test_short_texts_are_one_window_and_match_the_reference_model(model: minilm.MiniLM) -> None:
+    texts = ["A cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by eight percent."]
+    assert all(len(model.windows(t)) == 1 for t in texts)
+    v = model.embed(texts)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert float(v[0] @ v[1]) > 0.5 > float(v[0] @ v[2])  # paraphrases are close, unrelated texts are not
+    # Reference values from sentence-transformers' all-MiniLM-L6-v2 (PyTorch) for texts[0], first 4 dims.
+    np.testing.assert_allclose(v[0][:4], REFERENCE_CAT[:4], atol=2e-4)
+
+
+REFERENCE_CAT = np.array([0.12081315, -0.02353621, -0.03668953, 0.05646264], np.float32)
+
+
+def test_local_embedder_runs_in_a_worker_process_started_lazily() -> None:
+    code = textwrap.dedent("""
+        import asyncio, os, sys
+        from assistd.retrieval import LocalEmbedder
+        async def main():
+            e = LocalEmbedder(threads=1)
+            assert e.worker_pid is None                  # nothing started until the first embed
+            [a, b] = await e.embed(["A cat sat on the mat.", "x " * 2000])
+            pid = e.worker_pid
+            assert pid and pid != os.getpid()
+            os.kill(pid, 9)                              # a dead worker is replaced, the call retried
+            [c] = await e.embed(["A cat sat on the mat."])
+            assert e.worker_pid not in (None, pid) and max(abs(x - y) for x, y in zip(a, c)) < 1e-5
+            await e.aclose()
+            assert e.worker_pid is None
+            return a
+        a = asyncio.run(main())
+        assert len(a) == 384 and abs(sum(x * x for x in a) - 1) < 1e-4
+        heavy = [m for m in ("onnxruntime", "torch", "transformers", "tokenizers", "onnx") if m in sys.modules]
+        assert not heavy, heavy                          # the model lives in the worker only
+        print("%.6f" % a[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert abs(float(out.stdout.strip()) - REFERENCE_CAT[0]) < 2e-4
+
+
+def test_upstream_embedder_batches_against_the_dev_upstream(upstream) -> None:
+    base = f"{upstream.url}/v1"
+    httpx.delete(f"{upstream.url}/_requests")
+    texts = [f"document number {i} about harbours and ledgers" for i in range(300)]
+
+    async def go() -> list[list[float]]:
+        e = UpstreamEmbedder(base, "key", "text-embedding-3-small", dimensions=64)
+        try:
+            return await e.embed(texts)
+        finally:
+            await e.aclose()
+
+    vectors = asyncio.run(go())
+    assert len(vectors) == 300 and all(len(v) == 64 for v in vectors)
+    for i in (0, 150, 299):  # order kept across batches
+        np.testing.assert_allclose(vectors[i], hashed_embed(texts[i], 64), atol=1e-6)
+    calls = [r for r in httpx.get(f"{upstream.url}/_requests").json()["data"] if "embeddings" in str(r)]
+    assert len(calls) == 2  # 256 + 44
+
+
+def test_create_embedder_reads_the_setting(upstream) -> None:
+    settings = SimpleNamespace(llm_base_url=f"{upstream.url}/v1", llm_api_key="k")
+    assert isinstance(create_embedder(settings), LocalEmbedder)
+    settings.embeddings = "upstream:text-embedding-3-large"
+    e = create_embedder(settings)
+    assert isinstance(e, UpstreamEmbedder) and e.model == "text-embedding-3-large" and e.dimensions == 3072
+    for bad in ("upstream:", "remote"):
+        settings.embeddings = bad
+        with pytest.raises(ValueError):
+            create_embedder(settings)

@@ -1,0 +1,139 @@
+"""POST /v1/vector_stores/{id}/search through the official SDK, validated against the spec: the results
+page, attribute filters (every operator, and/or), ranking options, result bounds, and a needle in a
+haystack found by keyword."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.spec import assert_schema
+
+DOCS = {
+    # name: (text, attributes)
+    "mars.txt": ("Mars is the red planet with the tallest volcano, Olympus Mons.",
+                 {"topic": "planets", "year": 2020, "draft": False, "rank": 1.5}),
+    "venus.txt": ("Venus is the hottest planet because of its thick atmosphere.",
+                  {"topic": "planets", "year": 2022, "draft": True, "rank": 3}),
+    "oak.txt": ("The oak tree grows acorns and lives for centuries.",
+                {"topic": "trees", "year": 2021, "draft": False}),
+    "fern.txt": ("Ferns reproduce with spores instead of seeds.",
+                 {"topic": "plants", "year": 2019}),
+}
+
+
+def page_of(client, store_id: str, **params) -> dict:
+    raw = client.vector_stores.with_raw_response.search(store_id, **params).http_response.json()
+    return assert_schema(raw, "VectorStoreSearchResultsPage")
+
+
+def names(page: dict) -> set[str]:
+    return {item["filename"] for item in page["data"]}
+
+
+@pytest.fixture(scope="module")
+def store(client):
+    made = client.vector_stores.create(name="search")
+    files = [{"file_id": client.files.create(file=(name, text.encode()), purpose="assistants").id,
+              "attributes": attrs} for name, (text, attrs) in DOCS.items()]
+    batch = client.vector_stores.file_batches.create_and_poll(made.id, files=files)
+    assert batch.file_counts.completed == len(DOCS)
+    return made.id
+
+
+def test_results_page(client, store):
+    page = page_of(client, store, query="Which planet has the tallest volcano?")
+    assert page["object"] == "vector_store.search_results.page" and page["has_more"] is False
+    assert page["next_page"] is None and page["search_query"] == ["Which planet has the tallest volcano?"]
+    top = page["data"][0]
+    assert top["filename"] == "mars.txt" and top["file_id"].startswith("file-")
+    assert top["attributes"] == DOCS["mars.txt"][1]
+    assert top["content"] == [{"type": "text", "text": DOCS["mars.txt"][0]}]
+    assert 0 <= top["score"] <= 1 and [i["score"] for i in page["data"]] == sorted(
+        (i["score"] for i in page["data"]), reverse=True)
+    # rewrite_query is accepted; the query comes back as given (no model rewrites it)
+    page = page_of(client, store, query="acorns", rewrite_query=True)
+    assert page["search_query"] == ["acorns"] and page["data"][0]["filename"] == "oak.txt"
+    # several queries: each searched, results merged
+    page = page_of(client, store, query=["spores", "hottest atmosphere"])
+    assert page["search_query"] == ["spores", "hottest atmosphere"]
+    assert {"fern.txt", "venus.txt"} <= names(page)
+    sdk = client.vector_stores.search(store, query="spores")
+    assert sdk.data[0].filename == "fern.txt"
+
+
+@pytest.mark.parametrize("filters,expected", [
+    ({"type": "eq", "key": "topic", "value": "planets"}, {"mars.txt", "venus.txt"}),
+    ({"type": "ne", "key": "topic", "value": "planets"}, {"oak.txt", "fern.txt"}),
+    ({"type": "eq", "key": "draft", "value": True}, {"venus.txt"}),
+    ({"type": "gt", "key": "year", "value": 2020}, {"venus.txt", "oak.txt"}),
+    ({"type": "gte", "key": "year", "value": 2020}, {"mars.txt", "venus.txt", "oak.txt"}),
+    ({"type": "lt", "key": "year", "value": 2020}, {"fern.txt"}),
+    ({"type": "lte", "key": "rank", "value": 1.5}, {"mars.txt"}),
+    ({"type": "in", "key": "topic", "value": ["trees", "plants"]}, {"oak.txt", "fern.txt"}),
+    ({"type": "nin", "key": "year", "value": [2019, 2020]}, {"venus.txt", "oak.txt"}),
+    ({"type": "and", "filters": [{"type": "eq", "key": "topic", "value": "planets"},
+                                 {"type": "eq", "key": "draft", "value": False}]}, {"mars.txt"}),
+    ({"type": "or", "filters": [{"type": "eq", "key": "topic", "value": "trees"},
+                                {"type": "and", "filters": [{"type": "gte", "key": "rank", "value": 2},
+                                                            {"type": "lt", "key": "year", "value": 2030}]}]},
+     {"oak.txt", "venus.txt"}),
+    ({"type": "eq", "key": "missing", "value": "x"}, set()),
+])
+def test_filters(client, store, filters, expected):
+    page = page_of(client, store, query="planet tree plant spores acorns volcano", filters=filters,
+                   max_num_results=50)
+    assert names(page) == expected
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"query": "x", "filters": {"type": "eq", "key": "k"}}, "filters"),
+    ({"query": "x", "filters": {"type": "between", "key": "k", "value": 1}}, "filters"),
+    ({"query": "x", "filters": {"type": "and", "filters": []}}, "filters"),
+    ({"query": "x", "filters": {"type": "gt", "key": "k", "value": True}}, "filters"),
+    ({"query": "x", "max_num_results": 0}, "max_num_results"),
+    ({"query": "x", "max_num_results": 51}, "max_num_results"),
+    ({"query": "x", "ranking_options": {"score_threshold": 1.5}}, "ranking_options.score_threshold"),
+    ({"query": "x", "ranking_options": {"ranker": "best"}}, "ranking_options.ranker"),
+    ({"query": []}, "query"),
+    ({"query": 5}, "query"),
+    ({}, "query"),
+])
+def test_invalid_requests(http, store, body, param):
+    r = http.post(f"/vector_stores/{store}/search", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_ranking_options_and_bounds(client, store):
+    everything = page_of(client, store, query="planet", max_num_results=50)
+    assert len(everything["data"]) == len(DOCS)  # one chunk each; the vector ranking ranks them all
+    only_best = page_of(client, store, query="planet", ranking_options={"score_threshold": 0.9})
+    assert only_best["data"] and all(i["score"] >= 0.9 for i in only_best["data"])
+    assert len(only_best["data"]) < len(everything["data"])
+    assert page_of(client, store, query="planet", ranking_options={"score_threshold": 1.0})["data"] == [
+        i for i in everything["data"] if i["score"] >= 1.0]
+    assert len(page_of(client, store, query="planet", max_num_results=1)["data"]) == 1
+    for ranker in ("none", "auto", "default-2024-11-15"):
+        page = page_of(client, store, query="acorns", ranking_options={"ranker": ranker})
+        assert page["data"][0]["filename"] == "oak.txt"
+
+
+def test_unknown_store(client):
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.search("vs_missing", query="x")
+
+
+def test_needle_among_filler_and_default_limit(client):
+    made = client.vector_stores.create(name="haystack")
+    filler = [(f"filler{i:02d}.txt", f"Filler note {i}: the weather was mild and the meeting ran long. "
+               f"Topics were budgets, schedules and office plants.".encode()) for i in range(50)]
+    needle = ("needle.txt", b"The launch code for project Zanzibar is tangerine-42.")
+    batch = client.vector_stores.file_batches.upload_and_poll(made.id, files=[*filler[:25], needle, *filler[25:]])
+    assert batch.file_counts.completed == 51 and batch.status == "completed"
+    page = page_of(client, made.id, query="Zanzibar launch code")
+    assert page["data"][0]["filename"] == "needle.txt"
+    assert "tangerine-42" in page["data"][0]["content"][0]["text"]
+    assert len(page["data"]) == 10  # the spec's default max_num_results
+    store = assert_schema(client.vector_stores.retrieve(made.id), "VectorStoreObject")
+    assert store["file_counts"]["completed"] == 51 and store["usage_bytes"] > 0
