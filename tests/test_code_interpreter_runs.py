@@ -340,3 +340,59 @@ def test_no_sandbox_fails_the_run(database_url, upstream, tmp_path):
         [step] = steps
         assert step["status"] == "failed" and step["last_error"] == run["last_error"], step
         assert code_calls(step)[0]["code_interpreter"]["input"] == "print(1)"
+
+
+# --- every abuse case of the issue, through the API on the session server ------------------------------------
+
+ABUSE = {
+    "fork bomb": ("import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            os._exit(0)\n"
+                  "        n += 1\nexcept OSError as exc:\n    print('stopped', type(exc).__name__)", "stopped"),
+    "allocate 10 GB": ("try:\n    b = bytearray(10 * 1024**3)\n    print('allocated')\n"
+                       "except MemoryError:\n    print('refused MemoryError')", "refused"),
+    "write a 10 GB file": ("try:\n    with open('/mnt/data/big', 'wb') as f:\n        f.truncate(0)\n"
+                           "        for _ in range(10 * 1024):\n            f.write(b'x' * 1024**2)\n"
+                           "    print('written')\nexcept OSError as exc:\n    print('refused', type(exc).__name__)",
+                           "refused"),
+    "socket to postgres": ("import socket\ntry:\n    socket.create_connection(('127.0.0.1', 5432), timeout=1)\n"
+                           "    print('connected')\nexcept OSError as exc:\n    print('refused', type(exc).__name__)",
+                           "refused"),
+    # TEST-NET-1: never routed; inside the sandbox's empty network namespace nothing is even sent.
+    "outside address": ("import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\n"
+                        "    print('connected')\nexcept OSError as exc:\n    print('refused', type(exc).__name__)",
+                        "refused"),
+    "read /etc/shadow": ("try:\n    open('/etc/shadow').read()\n    print('read')\n"
+                         "except OSError as exc:\n    print('refused', type(exc).__name__)", "refused"),
+    "kill a host process": (f"import os, signal\ntry:\n    os.kill({os.getpid()}, signal.SIGTERM)\n    print('sent')\n"
+                            "except OSError as exc:\n    print('refused', type(exc).__name__)", "refused"),
+    "print 100 MB": ("import sys\nchunk = 'y' * 1024**2\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"
+                     "print('end')", "output truncated"),
+}
+
+
+@pytest.mark.parametrize("case", list(ABUSE))
+def test_abuse_is_contained_and_the_server_stays_up(client, assistant, server, data_dir, case):
+    code, expect = ABUSE[case]
+    witness = client.beta.threads.create()
+    run_code(client, assistant, witness.id, "kept = 7")
+    thread = client.beta.threads.create()
+    run, steps = run_code(client, assistant, thread.id, code)
+    assert run["status"] == "completed", run
+    logs = logs_of(code_calls(steps[0])[0])
+    assert expect in logs, logs[:500]
+    assert len(logs) < 50_000  # 100 MB of output never reaches the step
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+    run, steps = run_code(client, assistant, witness.id, "print(kept)")
+    assert logs_of(code_calls(steps[0])[0]) == "7\n"
+
+
+def test_other_threads_files_and_the_data_dir_are_out_of_reach(client, assistant, data_dir):
+    owner = client.beta.threads.create()
+    run_code(client, assistant, owner.id, "open('/mnt/data/secret.txt', 'w').write('s3cret')")
+    intruder = client.beta.threads.create()
+    paths = [str(data_dir), str(data_dir / "code" / owner.id), "/mnt/data/secret.txt"]
+    probe = (f"import os\nfor p in {paths!r}:\n"
+             "    try:\n        print(p, 'visible', os.listdir(p) if os.path.isdir(p) else open(p).read())\n"
+             "    except OSError as exc:\n        print(p, 'hidden', type(exc).__name__)")
+    run, steps = run_code(client, assistant, intruder.id, probe)
+    logs = logs_of(code_calls(steps[0])[0])
+    assert "visible" not in logs and logs.count("hidden") == 3, logs
