@@ -126,6 +126,10 @@ class Sandbox:
                     out += ["--perms", "0755", "--dir", str(parent)]
             return out
 
+        # The private /tmp first: mounted after the binds it would hide any of them that live under /tmp
+        # (a checkout, and so its .venv, in /tmp — as CI's clones may be).
+        args += ["--perms", "1777", "--size", str(self.settings.tmp_bytes), "--tmpfs", "/tmp"]
+        made.add("/tmp")
         args += ["--ro-bind", "/usr", "/usr"]
         made.add("/usr")
         for link in SYSTEM_LINKS:
@@ -141,7 +145,6 @@ class Sandbox:
                 args += ancestors(str(prefix)) + ["--ro-bind", str(prefix), str(prefix)]
         args += ancestors(KERNEL_MOUNT) + ["--ro-bind", str(KERNEL_DIR), KERNEL_MOUNT]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--size", str(self.settings.tmp_bytes), "--tmpfs", "/tmp"]
         args += ancestors("/mnt/data") + ["--bind", str(workdir), "/mnt/data"]
         args += ["--clearenv"]
         for key, value in self.environment("/mnt/data").items():
