@@ -12,6 +12,8 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assistd.providers.base import ChatRequest
+from assistd.services.run_objects import sum_usage
 from assistd.store.tables import messages, run_steps
 from assistd.tools import code_tool, file_search
 
@@ -157,3 +159,46 @@ def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]], *, search
             return {"type": "function", "function": {"name": code}}
         return "auto"
     return choice
+
+
+async def build_request(
+    conn: AsyncConnection, run: dict[str, Any], steps: list[dict[str, Any]], *, window: int,
+    search: str | None, searched: bool, code: str | None, coded: bool,
+) -> tuple[ChatRequest, str | None]:
+    """The next model call of ``run`` (whose ``steps`` so far are given), and the token limit it would
+    break (``max_prompt_tokens`` / ``max_completion_tokens``) or None. ``search``/``code``: the names the
+    run's server tools are offered under (None: not offered); ``searched``/``coded``: already used."""
+    totals = sum_usage(steps)
+    budget = window - ANSWER_RESERVE
+    if run.get("max_prompt_tokens"):
+        budget = min(budget, run["max_prompt_tokens"] - totals["prompt_tokens"])
+    system = [{"role": "system", "content": run["instructions"]}] if run.get("instructions") else []
+    transcript = await run_transcript(conn, run["id"])
+    fixed = estimate_tokens(system) + estimate_tokens(transcript)
+    truncation = run.get("truncation_strategy") or {"type": "auto"}
+    last_n = truncation.get("last_messages") if truncation.get("type") == "last_messages" else None
+    history = await thread_history(
+        conn, run["thread_id"], run["id"], last_messages=last_n, token_budget=max(budget - fixed, 0))
+    limit_hit = None
+    if run.get("max_prompt_tokens") and fixed + estimate_tokens(history[-1:]) > budget:
+        limit_hit = "max_prompt_tokens"
+    max_tokens = None
+    if run.get("max_completion_tokens"):
+        max_tokens = run["max_completion_tokens"] - totals["completion_tokens"]
+        if max_tokens <= 0:
+            limit_hit = limit_hit or "max_completion_tokens"
+    tools = chat_tools(run, search=search, code=code)
+    response_format = run.get("response_format")
+    request = ChatRequest(
+        model=run["model"],
+        messages=system + history + transcript,
+        tools=tools or None,
+        tool_choice=chat_tool_choice(run, tools, search=search, searched=searched, code=code, coded=coded),
+        parallel_tool_calls=run.get("parallel_tool_calls") if tools else None,
+        temperature=run.get("temperature"),
+        top_p=run.get("top_p"),
+        max_tokens=max_tokens,
+        response_format=response_format if isinstance(response_format, dict) else None,
+        reasoning_effort=run.get("reasoning_effort"),
+    )
+    return request, limit_hit

@@ -9,7 +9,6 @@ resumed run never duplicates a message or a step.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from contextlib import aclosing
@@ -25,6 +24,9 @@ from assistd.events.base import Event, EventBus, error_event, run_channel
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
 from assistd.runner import context
+from assistd.runner.code_steps import CodeSteps
+from assistd.runner.endings import RunEndings
+from assistd.runner.search_steps import SearchSteps
 from assistd.services import citations
 from assistd.services import messages as message_service
 from assistd.services.outbox import Outbox
@@ -43,7 +45,7 @@ from assistd.services.step_render import shown
 from assistd.store import objects
 from assistd.store.db import Database
 from assistd.store.tables import messages, run_steps, runs
-from assistd.tools import code_tool, file_search
+from assistd.tools import code_tool
 
 if TYPE_CHECKING:
     from assistd.services.vector_search import Retrieval
@@ -51,8 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("assistd.runner")
 
-
-class RunExecutor:
+class RunExecutor(SearchSteps, CodeSteps, RunEndings):
     def __init__(self, db: Database, bus: EventBus, router: ModelRouter, run_id: str, project_id: str, *,
                  retrieval: Retrieval | None = None, code: CodeTool | None = None) -> None:
         self.db = db
@@ -190,53 +191,9 @@ class RunExecutor:
     async def _build_request(
         self, conn: AsyncConnection, run: dict[str, Any], steps: list[dict[str, Any]]
     ) -> tuple[ChatRequest, str | None]:
-        totals = sum_usage(steps)
-        window = self.router.context_window(run["model"])
-        budget = window - context.ANSWER_RESERVE
-        if run.get("max_prompt_tokens"):
-            budget = min(budget, run["max_prompt_tokens"] - totals["prompt_tokens"])
-        system = [{"role": "system", "content": run["instructions"]}] if run.get("instructions") else []
-        transcript = await context.run_transcript(conn, self.run_id)
-        fixed = context.estimate_tokens(system) + context.estimate_tokens(transcript)
-        truncation = run.get("truncation_strategy") or {"type": "auto"}
-        last_n = truncation.get("last_messages") if truncation.get("type") == "last_messages" else None
-        history = await context.thread_history(
-            conn, run["thread_id"], self.run_id, last_messages=last_n, token_budget=max(budget - fixed, 0))
-        limit_hit = None
-        if run.get("max_prompt_tokens") and fixed + context.estimate_tokens(history[-1:]) > budget:
-            limit_hit = "max_prompt_tokens"
-        max_tokens = None
-        if run.get("max_completion_tokens"):
-            max_tokens = run["max_completion_tokens"] - totals["completion_tokens"]
-            if max_tokens <= 0:
-                limit_hit = limit_hit or "max_completion_tokens"
-        tools = context.chat_tools(run, search=self._search_name, code=self._code_name)
-        response_format = run.get("response_format")
-        request = ChatRequest(
-            model=run["model"],
-            messages=system + history + transcript,
-            tools=tools or None,
-            tool_choice=context.chat_tool_choice(run, tools, search=self._search_name,
-                                                 searched=self._next_source > 0, code=self._code_name,
-                                                 coded=self._code_done > 0),
-            parallel_tool_calls=run.get("parallel_tool_calls") if tools else None,
-            temperature=run.get("temperature"),
-            top_p=run.get("top_p"),
-            max_tokens=max_tokens,
-            response_format=response_format if isinstance(response_format, dict) else None,
-            reasoning_effort=run.get("reasoning_effort"),
-        )
-        return request, limit_hit
-
-    def _plan_search(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        """Whether this turn offers file_search, and what the run's earlier searches left to cite."""
-        done = file_search.entries_of(steps)
-        self._sources = citations.sources_of(steps)
-        sources = [(c.get(file_search.PRIVATE) or {}).get("source", -1) for c in done]
-        self._next_source = max([len(done) - 1, *sources]) + 1 if done else 0
-        offer = (self.retrieval is not None and file_search.active(run)
-                 and len(done) < file_search.MAX_SEARCHES)
-        self._search_name = file_search.function_name(run) if offer else None
+        return await context.build_request(
+            conn, run, steps, window=self.router.context_window(run["model"]), search=self._search_name,
+            searched=self._next_source > 0, code=self._code_name, coded=self._code_done > 0)
 
     def _plan_code(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         """Whether this turn offers code_interpreter, and what the run's earlier executions left."""
@@ -363,127 +320,6 @@ class RunExecutor:
         await self.bus.publish(run_channel(self.run_id),
                                Event("thread.run.step.delta", tool_call_delta(step["id"], index, piece)))
 
-    # --- code_interpreter ------------------------------------------------------------------------------
-
-    def _image_parts(self) -> list[dict[str, Any]]:
-        """The images the run's code made since its last answer, as the next answer's first parts."""
-        parts = [{"type": "image_file", "image_file": {"file_id": f}} for f in self._pending_images]
-        self._pending_images = []
-        return parts
-
-    async def _publish_code_piece(self, index: int, piece: dict[str, Any]) -> None:
-        assert self._code_step is not None
-        await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
-            self._code_step["id"], index, {"type": "code_interpreter", "code_interpreter": piece})))
-
-    async def _on_code_delta(self, delta: ToolCallDelta) -> None:
-        """A piece of a code_interpreter call: its step shows the code as the model writes it."""
-        entry = self._code_calls.get(delta.index)
-        if entry is None:
-            entry = code_tool.new_entry(delta.id or ids.new_id("tool_call"), self._code_name or "")
-            self._code_calls[delta.index] = entry
-            if self._code_step is None:
-                outbox = Outbox(self.run_id)
-                async with self.db.write() as conn:
-                    step = new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": [entry]})
-                    await insert_step(conn, self.project_id, step)
-                    outbox.add("thread.run.step.created", shown(step))
-                    outbox.add("thread.run.step.in_progress", shown(step))
-                self._code_step = step
-                await outbox.flush(self.bus)
-            await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
-                self._code_step["id"], len(self._code_calls) - 1,
-                {"id": entry["id"], "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}})))
-        private = entry[code_tool.PRIVATE]
-        private["arguments"] += delta.arguments
-        await self._stream_input(entry, code_tool.partial_code(private["arguments"]))
-
-    async def _stream_input(self, entry: dict[str, Any], code: str) -> None:
-        written = entry["code_interpreter"]["input"]
-        if len(code) > len(written) and code.startswith(written):
-            entry["code_interpreter"]["input"] = code
-            index = list(self._code_calls.values()).index(entry)
-            await self._publish_code_piece(index, {"input": code[len(written):]})
-
-    async def _run_code(self) -> None:
-        """Execute this turn's code_interpreter calls in order, in the thread's session; each call's outputs
-        are saved (files, images) and streamed as soon as it returns. A cancel interrupts the execution."""
-        assert self.code is not None
-        tool = self.code
-        engine = tool.engine
-        thread_id = self.run["thread_id"]
-        provided = tool.provided.setdefault(thread_id, set())
-        async with self.db.read() as conn:
-            inputs = await code_tool.input_files(conn, tool.blobs, self.project_id, self.run, provided)
-        for index, entry in enumerate(self._code_calls.values()):
-            code = code_tool.code_of(entry[code_tool.PRIVATE]["arguments"])
-            await self._stream_input(entry, code)
-            entry["code_interpreter"]["input"] = code
-            timeout = None
-            if self.run.get("expires_at") is not None:  # never past the run's expiry
-                left = self.run["expires_at"] - time.time()
-                if left < engine.settings.timeout_seconds:
-                    timeout = max(1.0, left)
-            files = [f for _, f in inputs]
-            execution = asyncio.ensure_future(engine.execute(thread_id, code, timeout=timeout, files=files))
-            try:
-                result = await asyncio.shield(execution)
-            except asyncio.CancelledError:
-                # The run is cancelled (or this worker stops): interrupt the code, kill it if it goes on.
-                with contextlib.suppress(BaseException):
-                    await engine.cancel(thread_id)
-                    await execution
-                raise
-            provided.update(fid for fid, _ in inputs)
-            inputs = []
-            images, files_out, skipped = await self._save_outputs(entry["id"], result)
-            logs = result.logs
-            if result.error and result.error not in logs:
-                logs += ("" if not logs or logs.endswith("\n") else "\n") + f"[{result.error}]\n"
-            outputs: list[dict[str, Any]] = [{"type": "logs", "logs": logs}] if logs else []
-            outputs += [{"type": "image", "image": {"file_id": f}} for f in images]
-            entry["code_interpreter"]["outputs"] = outputs
-            told = code_tool.model_output(logs, None, images, files_out, skipped)
-            if result.session_restarted:
-                told = "[a new Python session was started: earlier variables and imports are lost]\n" + told
-            entry[code_tool.PRIVATE].update(output=told, files=files_out)
-            self._code_files.update(files_out)  # (its images go in the next turn's answer: see _plan_code)
-            if outputs:
-                await self._publish_code_piece(index, {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]})
-        self._code_ran = True
-
-    async def _save_outputs(self, call_id: str, result: Any) -> tuple[list[str], dict[str, str], list[str]]:
-        """The execution's images and the files it wrote, as files (purpose ``assistants_output``)."""
-        from assistd.services import files as file_service
-
-        assert self.code is not None
-        blobs = self.code.blobs
-        images: list[str] = []
-        written: dict[str, str] = {}
-        skipped: list[str] = []
-        limit = file_service.max_file_bytes()
-        if not result.images and not result.files_created:
-            return images, written, skipped
-        async with self.db.write() as conn:
-            for i, png in enumerate(result.images):
-                file = await file_service.create_file(conn, blobs, self.project_id, f"{call_id}-image-{i}.png",
-                                                      "assistants_output", code_tool.chunks_of(png))
-                images.append(file["id"])
-            for k, created in enumerate(result.files_created):
-                if k >= code_tool.MAX_FILES_PER_EXECUTION or created.size > limit:
-                    skipped.append(created.name)
-                    continue
-                try:
-                    data = await asyncio.to_thread(created.read_bytes, limit)
-                    file = await file_service.create_file(conn, blobs, self.project_id, created.name,
-                                                          "assistants_output", code_tool.chunks_of(data))
-                except (OSError, APIError, ValueError) as exc:
-                    log.warning("run %s: output file %s not saved: %s", self.run_id, created.name, exc)
-                    skipped.append(created.name)
-                    continue
-                written[created.name] = file["id"]
-        return images, written, skipped
-
     # --- recording the outcome ---------------------------------------------------------------------
 
     async def _record_turn(self, calls: dict[int, dict[str, Any]], finish: str, used: Usage) -> bool:
@@ -601,49 +437,6 @@ class RunExecutor:
             return True
         return False
 
-    async def _run_searches(self) -> list[dict[str, Any]]:
-        """Execute this turn's file_search calls; their entries, in call order."""
-        from assistd.services import vector_search  # imports the retrieval library: only when searching
-
-        run = self.run
-        settings = file_search.settings_of(run) or file_search.Settings()
-        store_ids = file_search.store_ids(run.get("tool_resources"))
-        wait = file_search.THREAD_STORE_WAIT_SECONDS
-        if run.get("expires_at") is not None:
-            wait = min(wait, max(0.0, run["expires_at"] - time.time()))
-        await file_search.wait_for_thread_store(self.db, self.project_id, run["thread_id"], store_ids,
-                                                time.monotonic() + wait)
-        # The results must leave room for the rest of the prompt: half the context window at most.
-        room = (self.router.context_window(run["model"]) - context.ANSWER_RESERVE) // 2
-        per_call = max(256, room // max(1, len(self._search_calls)))
-        entries = []
-        for k, call in enumerate(self._search_calls.values()):
-            query = file_search.query_of(call["arguments"])
-            hits = []
-            if query:
-                assert self.retrieval is not None
-                hits = await vector_search.search(
-                    self.db, self.retrieval.index, self.retrieval.embedder(), self.project_id, store_ids, query,
-                    max_num_results=settings.max_num_results, ranking_options=settings.ranking_options)
-            entries.append(file_search.entry(call["id"], self._search_name or file_search.FUNCTION_NAME,
-                                             call["arguments"], self._next_source + k, settings,
-                                             file_search.trim_to_budget(hits, per_call)))
-        return entries
-
-    async def _record_searches(self, conn: AsyncConnection, run: dict[str, Any], entries: list[dict[str, Any]],
-                               turn_usage: dict[str, int], outbox: Outbox) -> None:
-        """The searches' step, written completed; its events as a stream shows a step's life."""
-        step = new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-        outbox.add("thread.run.step.created", step)
-        outbox.add("thread.run.step.in_progress", step)
-        step["step_details"]["tool_calls"] = entries
-        set_step_status(step, "completed", usage=turn_usage)
-        await insert_step(conn, self.project_id, step)
-        visible = shown(step)
-        for i, entry in enumerate(visible["step_details"]["tool_calls"]):
-            outbox.add("thread.run.step.delta", tool_call_delta(step["id"], i, entry))
-        outbox.add("thread.run.step.completed", visible)
-
     async def _empty_answer(
         self, conn: AsyncConnection, run: dict, turn_usage: dict, cut: bool, outbox: Outbox
     ) -> None:
@@ -692,79 +485,3 @@ class RunExecutor:
         rows = await conn.execute(select(run_steps.c.data).where(run_steps.c.run_id == self.run_id)
                                   .order_by(run_steps.c.seq))
         return [orjson.loads(raw) for (raw,) in rows]
-
-    # --- endings ------------------------------------------------------------------------------------
-
-    async def expire(self) -> None:
-        """Expire the run if it still waits past expires_at (the pool's sweeper, for runs nobody executes)."""
-        async def expire_waiting(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            # Checked again under the row lock: tool outputs may have put it back to work meanwhile.
-            if run["status"] == "requires_action" and run["expires_at"] is not None \
-                    and ids.now() >= run["expires_at"]:
-                await self._expire_in(conn, run, outbox)
-        await self._in_tx(expire_waiting)
-
-    async def _in_tx(self, action: Any, *args: Any) -> None:
-        self.settling = True
-        outbox = Outbox(self.run_id)
-        async with self.db.write() as conn:
-            run = await self._load_run(conn)
-            if run["status"] not in TERMINAL_STATUSES:
-                await action(conn, run, outbox, *args)
-        await outbox.flush(self.bus)
-
-    async def _end_open_work(self, conn: AsyncConnection, outbox: Outbox, step_status: str, message_reason: str,
-                             last_error: dict | None = None) -> list[dict[str, Any]]:
-        """Close every in-progress step and message of the run; returns all its steps."""
-        steps = await self._steps(conn)
-        for step in steps:
-            if step["status"] != "in_progress":
-                continue
-            if step["type"] == "message_creation":
-                message_id = step["step_details"]["message_creation"]["message_id"]
-                message = (self._message if self._message and self._message["id"] == message_id
-                           else await objects.get_object(conn, messages, message_id))
-                if message is not None and message["status"] == "in_progress":
-                    self._close_message(message, "incomplete", message_reason)
-                    await objects.save_object(conn, messages, message)
-                    outbox.add("thread.message.incomplete", message)
-            elif self._tool_step is not None and step["id"] == self._tool_step["id"]:
-                step["step_details"]["tool_calls"] = list(self._calls.values())  # as streamed so far
-            elif self._code_step is not None and step["id"] == self._code_step["id"]:
-                step["step_details"]["tool_calls"] = list(self._code_calls.values())  # as executed so far
-            set_step_status(step, step_status, last_error=last_error if step_status == "failed" else None)
-            await save_step(conn, step)
-            outbox.add(f"thread.run.step.{step_status}", shown(step))
-        return steps
-
-    async def _cancel_in(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-        steps = await self._end_open_work(conn, outbox, "cancelled", "run_cancelled")
-        set_run_status(run, "cancelled", usage=sum_usage(steps))
-        await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-        outbox.add("thread.run.cancelled", run)
-
-    async def _expire_in(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-        steps = await self._end_open_work(conn, outbox, "expired", "run_expired")
-        set_run_status(run, "expired", usage=sum_usage(steps))
-        await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-        outbox.add("thread.run.expired", run)
-
-    async def _finish_cancelled(self) -> None:
-        await asyncio.shield(self._in_tx(self._cancel_in))
-
-    async def _fail(self, code: str, message: str) -> None:
-        async def fail_in(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            step_error = {"code": code if code != "invalid_prompt" else "server_error", "message": message}
-            steps = await self._end_open_work(conn, outbox, "failed", "run_failed", step_error)
-            set_run_status(run, "failed", last_error={"code": code, "message": message}, usage=sum_usage(steps))
-            await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-            outbox.add("thread.run.failed", run)
-        await self._in_tx(fail_in)
-
-    async def _incomplete(self, reason: str) -> None:
-        async def incomplete_in(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            steps = await self._end_open_work(conn, outbox, "cancelled", "max_tokens")
-            set_run_status(run, "incomplete", incomplete_details={"reason": reason}, usage=sum_usage(steps))
-            await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-            outbox.add("thread.run.incomplete", run)
-        await self._in_tx(incomplete_in)

@@ -1,0 +1,154 @@
+"""The code_interpreter part of a run's execution: its calls streamed, executed in the thread's
+sandboxed session, and their outputs (logs, images, files) recorded.
+
+A mixin of :class:`assistd.runner.execute.RunExecutor`; it shares the executor's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from assistd import ids
+from assistd.errors import APIError
+from assistd.events.base import Event, run_channel
+from assistd.providers.base import ToolCallDelta
+from assistd.services.outbox import Outbox
+from assistd.services.run_objects import (
+    new_step,
+    tool_call_delta,
+)
+from assistd.services.runs import insert_step
+from assistd.services.step_render import shown
+from assistd.tools import code_tool
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("assistd.runner")
+
+
+
+class CodeSteps:
+
+    def _image_parts(self) -> list[dict[str, Any]]:
+        """The images the run's code made since its last answer, as the next answer's first parts."""
+        parts = [{"type": "image_file", "image_file": {"file_id": f}} for f in self._pending_images]
+        self._pending_images = []
+        return parts
+
+    async def _publish_code_piece(self, index: int, piece: dict[str, Any]) -> None:
+        assert self._code_step is not None
+        await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
+            self._code_step["id"], index, {"type": "code_interpreter", "code_interpreter": piece})))
+
+    async def _on_code_delta(self, delta: ToolCallDelta) -> None:
+        """A piece of a code_interpreter call: its step shows the code as the model writes it."""
+        entry = self._code_calls.get(delta.index)
+        if entry is None:
+            entry = code_tool.new_entry(delta.id or ids.new_id("tool_call"), self._code_name or "")
+            self._code_calls[delta.index] = entry
+            if self._code_step is None:
+                outbox = Outbox(self.run_id)
+                async with self.db.write() as conn:
+                    step = new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": [entry]})
+                    await insert_step(conn, self.project_id, step)
+                    outbox.add("thread.run.step.created", shown(step))
+                    outbox.add("thread.run.step.in_progress", shown(step))
+                self._code_step = step
+                await outbox.flush(self.bus)
+            await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
+                self._code_step["id"], len(self._code_calls) - 1,
+                {"id": entry["id"], "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}})))
+        private = entry[code_tool.PRIVATE]
+        private["arguments"] += delta.arguments
+        await self._stream_input(entry, code_tool.partial_code(private["arguments"]))
+
+    async def _stream_input(self, entry: dict[str, Any], code: str) -> None:
+        written = entry["code_interpreter"]["input"]
+        if len(code) > len(written) and code.startswith(written):
+            entry["code_interpreter"]["input"] = code
+            index = list(self._code_calls.values()).index(entry)
+            await self._publish_code_piece(index, {"input": code[len(written):]})
+
+    async def _run_code(self) -> None:
+        """Execute this turn's code_interpreter calls in order, in the thread's session; each call's outputs
+        are saved (files, images) and streamed as soon as it returns. A cancel interrupts the execution."""
+        assert self.code is not None
+        tool = self.code
+        engine = tool.engine
+        thread_id = self.run["thread_id"]
+        provided = tool.provided.setdefault(thread_id, set())
+        async with self.db.read() as conn:
+            inputs = await code_tool.input_files(conn, tool.blobs, self.project_id, self.run, provided)
+        for index, entry in enumerate(self._code_calls.values()):
+            code = code_tool.code_of(entry[code_tool.PRIVATE]["arguments"])
+            await self._stream_input(entry, code)
+            entry["code_interpreter"]["input"] = code
+            timeout = None
+            if self.run.get("expires_at") is not None:  # never past the run's expiry
+                left = self.run["expires_at"] - time.time()
+                if left < engine.settings.timeout_seconds:
+                    timeout = max(1.0, left)
+            files = [f for _, f in inputs]
+            execution = asyncio.ensure_future(engine.execute(thread_id, code, timeout=timeout, files=files))
+            try:
+                result = await asyncio.shield(execution)
+            except asyncio.CancelledError:
+                # The run is cancelled (or this worker stops): interrupt the code, kill it if it goes on.
+                with contextlib.suppress(BaseException):
+                    await engine.cancel(thread_id)
+                    await execution
+                raise
+            provided.update(fid for fid, _ in inputs)
+            inputs = []
+            images, files_out, skipped = await self._save_outputs(entry["id"], result)
+            logs = result.logs
+            if result.error and result.error not in logs:
+                logs += ("" if not logs or logs.endswith("\n") else "\n") + f"[{result.error}]\n"
+            outputs: list[dict[str, Any]] = [{"type": "logs", "logs": logs}] if logs else []
+            outputs += [{"type": "image", "image": {"file_id": f}} for f in images]
+            entry["code_interpreter"]["outputs"] = outputs
+            told = code_tool.model_output(logs, None, images, files_out, skipped)
+            if result.session_restarted:
+                told = "[a new Python session was started: earlier variables and imports are lost]\n" + told
+            entry[code_tool.PRIVATE].update(output=told, files=files_out)
+            self._code_files.update(files_out)  # (its images go in the next turn's answer: see _plan_code)
+            if outputs:
+                await self._publish_code_piece(index, {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]})
+        self._code_ran = True
+
+    async def _save_outputs(self, call_id: str, result: Any) -> tuple[list[str], dict[str, str], list[str]]:
+        """The execution's images and the files it wrote, as files (purpose ``assistants_output``)."""
+        from assistd.services import files as file_service
+
+        assert self.code is not None
+        blobs = self.code.blobs
+        images: list[str] = []
+        written: dict[str, str] = {}
+        skipped: list[str] = []
+        limit = file_service.max_file_bytes()
+        if not result.images and not result.files_created:
+            return images, written, skipped
+        async with self.db.write() as conn:
+            for i, png in enumerate(result.images):
+                file = await file_service.create_file(conn, blobs, self.project_id, f"{call_id}-image-{i}.png",
+                                                      "assistants_output", code_tool.chunks_of(png))
+                images.append(file["id"])
+            for k, created in enumerate(result.files_created):
+                if k >= code_tool.MAX_FILES_PER_EXECUTION or created.size > limit:
+                    skipped.append(created.name)
+                    continue
+                try:
+                    data = await asyncio.to_thread(created.read_bytes, limit)
+                    file = await file_service.create_file(conn, blobs, self.project_id, created.name,
+                                                          "assistants_output", code_tool.chunks_of(data))
+                except (OSError, APIError, ValueError) as exc:
+                    log.warning("run %s: output file %s not saved: %s", self.run_id, created.name, exc)
+                    skipped.append(created.name)
+                    continue
+                written[created.name] = file["id"]
+        return images, written, skipped
