@@ -17,6 +17,8 @@ class Settings(BaseSettings):
         "sqlite:///./.assistd/assistd.db",
         description="sqlite:///path or postgresql://user@host/db",
     )
+    db_pool_size: int = Field(10, ge=1, description="database connections kept open per process (as many again "
+                              "may open under load); raise it for many concurrent requests on PostgreSQL")
     data_dir: Path = Field(Path("./.assistd"), description="where files and blobs live")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -20,7 +20,7 @@ log = logging.getLogger("assistd.worker")
 
 
 async def run_worker(settings: Settings, concurrency: int) -> None:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
     await migrate(db)
     router = ModelRouter.from_settings(settings)
     bus = create_bus(settings)

@@ -48,7 +48,7 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 40) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         backend = make_url(url).get_backend_name()
         self.dialect = "postgresql" if backend in ("postgresql", "postgres") else backend
@@ -65,8 +65,9 @@ class Database:
                 async_creator=_lean_aiosqlite_creator(async_url(url)))
             _configure_sqlite(self.engine)
         else:
-            # Overflow connections are closed on return: a pool smaller than the usual concurrency would
-            # open and close PostgreSQL backends all the time.
+            # Overflow connections are closed on return: size the pool (ASSISTD_DB_POOL_SIZE) to the usual
+            # concurrency, or PostgreSQL backends are opened and closed all the time; but every process keeps
+            # its pool open, so a large default would exhaust max_connections with a few processes.
             self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
         # The options each unit needs, set once (views sharing the engine's pool), not per transaction.
         self._read_engine = self.engine.execution_options(
