@@ -25,6 +25,7 @@ async def list_assistants(project: Project, db: DB, page: Paging) -> Response:
         return raw_json_response((await service.list_page(conn, project, page)).to_json())
 
 
+# Its success path is served by api/hot.py before FastAPI: keep the two alike (tests/test_hot_reads.py).
 @router.get("/{assistant_id}")
 async def get_assistant(assistant_id: str, project: Project, db: DB) -> Response:
     async with db.read() as conn:

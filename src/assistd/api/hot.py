@@ -25,13 +25,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from assistd.api.runs import POLL_HEADERS
 from assistd.errors import APIError
 from assistd.services import steps as step_service
+from assistd.services.step_render import render_step
 from assistd.store import objects
 from assistd.store.tables import assistants, messages, runs, threads
-
-try:  # file_search steps keep more than they show (services/step_render.py, with the file_search tool)
-    from assistd.services.step_render import render_step
-except ImportError:  # pragma: no cover - before that tool: steps are shown as stored
-    render_step = None  # type: ignore[assignment]
 
 log = logging.getLogger("assistd.api")
 
@@ -69,9 +65,8 @@ async def _step(state: AppState, project: str, parts: list[str], query: bytes) -
         if include and any(value not in step_service.INCLUDABLE for value in include):
             return None  # the route words the 400
     body = await step_service.find_raw(state.db, state.step_cache, project, parts[3], parts[5], parts[7])
-    if body is not None and render_step is not None:
-        body = render_step(body, include)  # what include[] asks for, as the route shows it
-    return body
+    # What include[] asks for and nothing private (file_search results), as the route shows it.
+    return None if body is None else render_step(body, include)
 
 
 def match(path: str) -> tuple[Reader, list[str]] | None:

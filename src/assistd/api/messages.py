@@ -34,6 +34,7 @@ async def list_messages(
         return raw_json_response(result.to_json())
 
 
+# Its success path is served by api/hot.py before FastAPI: keep the two alike (tests/test_hot_reads.py).
 @router.get("/{message_id}")
 async def get_message(thread_id: str, message_id: str, project: Project, db: DB) -> Response:
     async with db.read() as conn:

@@ -21,6 +21,7 @@ async def create_thread(project: Project, db: DB, body: CreateThread | None = No
         return json_response(await service.create(conn, project, body or CreateThread()))
 
 
+# Its success path is served by api/hot.py before FastAPI: keep the two alike (tests/test_hot_reads.py).
 @router.get("/{thread_id}")
 async def get_thread(thread_id: str, project: Project, db: DB) -> Response:
     async with db.read() as conn:

@@ -158,7 +158,9 @@ class WorkerPool:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_seconds)
-            held = [run_id for run_id, (_, ex) in self._running.items() if not ex.settling]
+            # Runs recording their outcome keep their lease too (a busy database can make that slow, and a
+            # lapsed lease would let a second attempt start); _interrupt leaves them alone.
+            held = list(self._running)
             if not held:
                 continue
             try:

@@ -43,7 +43,7 @@ class TerminalStepCache:
     ``put`` drops the entry if any thread was forgotten meanwhile (the row it read may be gone by now).
     """
 
-    MAX_ENTRIES = 10_000  # ~1 KB each
+    MAX_ENTRIES = 4096  # ~1 KB each: a few MB at most
     TTL_SECONDS = 5.0
 
     def __init__(self, max_entries: int = MAX_ENTRIES, ttl_seconds: float = TTL_SECONDS) -> None:
