@@ -7,10 +7,7 @@ import base64
 import math
 import re
 import resource
-import socket
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,14 +19,10 @@ import pytest
 from openai import OpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tests.servers import LiveProcess, free_port
+
 CALL_ID = re.compile(r"^call_[A-Za-z0-9]{24}$")
 CONCURRENT_STREAMS = 1000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _allow_many_sockets(needed: int) -> None:
@@ -41,36 +34,11 @@ def _allow_many_sockets(needed: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url() -> Iterator[str]:
     _allow_many_sockets(4 * CONCURRENT_STREAMS)
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("devupstream") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "assistd.devupstream", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dev upstream exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("dev upstream did not start in time")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    port = free_port()
+    with LiveProcess(["dev-upstream", "--port", str(port)], port, ready_path="/v1/models") as proc:
+        yield proc.url
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,6 @@ import asyncio
 import json
 import logging
 import re
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,48 +29,18 @@ from assistd.providers import (
     ToolCallDelta,
     Usage,
 )
+from tests.servers import LiveProcess, free_port
 
 CALL_ID = re.compile(r"^call_[A-Za-z0-9]{24}$")
 FAST = {"backoff_base": 0.01, "backoff_max": 0.05}  # keep retry tests quick
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dev_url() -> Iterator[str]:
     """Base URL (without /v1) of a dev upstream subprocess shared by this module."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("devupstream") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "assistd.devupstream", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dev upstream exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("dev upstream did not start in time")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    port = free_port()
+    with LiveProcess(["dev-upstream", "--port", str(port)], port, ready_path="/v1/models") as proc:
+        yield proc.url
 
 
 def recorded(dev_url: str, marker: str) -> list[dict[str, Any]]:
@@ -248,7 +215,7 @@ def test_cancelling_the_consumer_closes_the_stream_promptly(dev_url: str) -> Non
 
 
 def test_connection_refused_is_server_error_after_bounded_retries(caplog: pytest.LogCaptureFixture) -> None:
-    closed = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     caplog.set_level(logging.WARNING, logger="assistd.providers.openai_compat")
     started = time.monotonic()
     error, _ = fails(closed, user("hi"), max_retries=3, connect_timeout=1.0)
