@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from assistd.tools.server_functions import free_name, one_string_function
+
 if TYPE_CHECKING:
     from assistd.blobstore import BlobStore
     from assistd.events.base import EventBus, Subscription
@@ -72,20 +74,11 @@ def active(run: dict[str, Any]) -> bool:
 
 
 def function_name(run: dict[str, Any]) -> str:
-    taken = {t["function"]["name"] for t in run.get("tools") or [] if t.get("type") == "function"}
-    return FALLBACK_NAME if FUNCTION_NAME in taken else FUNCTION_NAME
+    return free_name(run, FUNCTION_NAME, FALLBACK_NAME)
 
 
 def chat_function(name: str) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": name,
-        "description": DESCRIPTION,
-        "parameters": {
-            "type": "object",
-            "properties": {"code": {"type": "string", "description": "The Python code to execute."}},
-            "required": ["code"],
-        },
-    }}
+    return one_string_function(name, DESCRIPTION, "code", "The Python code to execute.")
 
 
 def code_of(arguments: str) -> str:

@@ -34,6 +34,7 @@ from sqlalchemy import func, select
 from assistd.runner import jobs
 from assistd.store.db import Database
 from assistd.store.tables import threads, vector_store_files
+from assistd.tools.server_functions import free_name, one_string_function
 
 FUNCTION_NAME = "file_search"
 FALLBACK_NAME = "file_search_files"  # when a client function is already called file_search
@@ -91,20 +92,11 @@ def active(run: dict[str, Any]) -> bool:
 
 
 def function_name(run: dict[str, Any]) -> str:
-    taken = {t["function"]["name"] for t in run.get("tools") or [] if t.get("type") == "function"}
-    return FALLBACK_NAME if FUNCTION_NAME in taken else FUNCTION_NAME
+    return free_name(run, FUNCTION_NAME, FALLBACK_NAME)
 
 
 def chat_function(name: str) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": name,
-        "description": DESCRIPTION,
-        "parameters": {
-            "type": "object",
-            "properties": {"query": {"type": "string", "description": "What to look for in the files."}},
-            "required": ["query"],
-        },
-    }}
+    return one_string_function(name, DESCRIPTION, "query", "What to look for in the files.")
 
 
 def query_of(arguments: str) -> str:
