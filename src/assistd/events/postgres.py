@@ -23,21 +23,16 @@ import asyncpg
 import orjson
 
 from assistd.events.base import Event
-from assistd.events.memory import MemoryBus
+from assistd.events.relay import RETRY_SECONDS, RelayBus, why
 
 log = logging.getLogger("assistd.events")
 
 
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 PG_CHANNEL = "assistd_events"
 MAX_PAYLOAD = 7900  # Postgres rejects payloads of 8000 bytes or more; headroom for a careful margin
 _HEADER_ROOM = 64  # publisher (12) + seq + "i/n" + spaces, generously
 _NOTIFY = "SELECT pg_notify($1, $2)"
-_BATCH = 256  # notifications sent in one round trip (one implicit transaction) at most
-_QUEUE_SIZE = 10_000  # publish() waits when this many events are waiting for Postgres (back-pressure)
-_RETRY_SECONDS = 5.0  # a batch that cannot be sent for this long is dropped (and logged)
 _HEALTH_SECONDS = 10.0  # the listening connection is probed this often: NOTIFY alone never notices a dead TCP peer
 
 
@@ -60,21 +55,17 @@ def split_utf8(body: bytes, size: int) -> list[str]:
     return parts
 
 
-class PostgresBus(MemoryBus):
+class PostgresBus(RelayBus):
     def __init__(self, dsn: str) -> None:
         super().__init__()
         self.dsn = plain_dsn(dsn)
         self.id = secrets.token_hex(6)
         self._own = self.id + " "
         self._seq = 0
-        self._queue: asyncio.Queue[list[str]] = asyncio.Queue(_QUEUE_SIZE)
         self._last_seq: dict[str, int] = {}  # per publisher: drops resent batches
         self._partial: dict[str, tuple[int, list[str]]] = {}  # per publisher: parts of one event so far
         self._listen_conn: asyncpg.Connection | None = None
         self._pub_conn: asyncpg.Connection | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._running = False
-        self._warned_idle = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -85,17 +76,7 @@ class PostgresBus(MemoryBus):
         self._running = True
         self._tasks = [asyncio.create_task(self._listen_loop(lost)), asyncio.create_task(self._write_loop())]
 
-    async def aclose(self) -> None:
-        if self._running:
-            self._running = False
-            with contextlib.suppress(TimeoutError):  # let queued events out, within reason
-                await asyncio.wait_for(self._queue.join(), _RETRY_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+    async def _close_connections(self) -> None:
         for conn in (self._listen_conn, self._pub_conn):
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
@@ -103,15 +84,6 @@ class PostgresBus(MemoryBus):
         self._listen_conn = self._pub_conn = None
 
     # --- publishing ----------------------------------------------------------------------------------
-
-    async def publish(self, channel: str, event: Event) -> None:
-        await super().publish(channel, event)  # local subscribers first, with no added latency
-        if not self._running:
-            if not self._warned_idle:
-                self._warned_idle = True
-                log.warning("PostgresBus not started (or closed): events reach this process only")
-            return
-        await self._queue.put(self.encode(channel, event))  # encoded now: the caller may mutate event.data
 
     def encode(self, channel: str, event: Event) -> list[str]:
         """The notification payloads carrying one event, in order."""
@@ -126,22 +98,11 @@ class PostgresBus(MemoryBus):
         n = len(chunks)
         return [f"{self.id} {self._seq} {i}/{n} {channel}\n{chunk}" for i, chunk in enumerate(chunks)]
 
-    async def _write_loop(self) -> None:
-        # The only sender, so notifications leave in publish order; what piled up during a round trip
-        # goes out together in the next one (a pipelined executemany, one implicit transaction).
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._send([(PG_CHANNEL, payload) for parts in batch for payload in parts])
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _send(self, args: list[tuple[str, str]]) -> None:
+    async def _send(self, batch: list[list[str]]) -> None:
+        # A pipelined executemany: one round trip, one implicit transaction, parts kept in order.
+        args = [(PG_CHANNEL, payload) for parts in batch for payload in parts]
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + _RETRY_SECONDS, 0.05
+        deadline, delay = loop.time() + RETRY_SECONDS, 0.05
         while True:
             try:
                 if self._pub_conn is None or self._pub_conn.is_closed():
@@ -161,10 +122,10 @@ class PostgresBus(MemoryBus):
                     self._pub_conn.terminate()
                     self._pub_conn = None
                 if fatal or loop.time() + delay > deadline:
-                    log.error("dropped %d event notification(s): %s", len(args), _why(exc))
+                    log.error("dropped %d event notification(s): %s", len(args), why(exc))
                     return
                 # Resending may duplicate a batch whose commit we did not hear of: receivers skip its seqs.
-                log.warning("sending event notifications failed (%s); retrying in %.2fs", _why(exc), delay)
+                log.warning("sending event notifications failed (%s); retrying in %.2fs", why(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -211,7 +172,7 @@ class PostgresBus(MemoryBus):
                 raise
             except Exception as exc:
                 delay = min(delay * 2, 5.0)
-                log.warning("event bus: reconnecting to PostgreSQL failed (%s); next try in %.1fs", _why(exc), delay)
+                log.warning("event bus: reconnecting to PostgreSQL failed (%s); next try in %.1fs", why(exc), delay)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload.startswith(self._own):

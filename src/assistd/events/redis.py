@@ -24,35 +24,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from assistd.events.base import Event
-from assistd.events.memory import MemoryBus
+from assistd.events.relay import RETRY_SECONDS, RelayBus, why
 
 log = logging.getLogger("assistd.events")
 
 
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 REDIS_CHANNEL = "assistd:events"
-_BATCH = 256  # messages sent in one pipeline at most
-_QUEUE_SIZE = 10_000  # publish() waits when this many events are waiting for Redis (back-pressure)
-_RETRY_SECONDS = 5.0  # a batch that cannot be sent for this long is dropped (and logged)
 _HEALTH_SECONDS = 5.0  # silence this long on the subscriber connection → PING; no answer → reconnect
 
 
-class RedisBus(MemoryBus):
+class RedisBus(RelayBus):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
         self.id = secrets.token_hex(6)
         self._own = (self.id + " ").encode()
         self._seq = 0
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE_SIZE)
         self._last_seq: dict[bytes, int] = {}  # per publisher: drops resent messages
         self._pub: Redis | None = None
         self._sub: tuple[Redis, PubSub] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._running = False
-        self._warned_idle = False
 
     def _client(self, role: str) -> Redis:
         # No hidden retries: failures surface here, get logged, and are retried with backoff by us.
@@ -72,17 +63,7 @@ class RedisBus(MemoryBus):
         self._running = True
         self._tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._write_loop())]
 
-    async def aclose(self) -> None:
-        if self._running:
-            self._running = False
-            with contextlib.suppress(TimeoutError):  # let queued events out, within reason
-                await asyncio.wait_for(self._queue.join(), _RETRY_SECONDS)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+    async def _close_connections(self) -> None:
         await self._drop_sub()
         if self._pub is not None:
             with contextlib.suppress(Exception):
@@ -91,38 +72,16 @@ class RedisBus(MemoryBus):
 
     # --- publishing ----------------------------------------------------------------------------------
 
-    async def publish(self, channel: str, event: Event) -> None:
-        await super().publish(channel, event)  # local subscribers first, with no added latency
-        if not self._running:
-            if not self._warned_idle:
-                self._warned_idle = True
-                log.warning("RedisBus not started (or closed): events reach this process only")
-            return
-        await self._queue.put(self.encode(channel, event))  # encoded now: the caller may mutate event.data
-
     def encode(self, channel: str, event: Event) -> bytes:
         if "\n" in channel:
             raise ValueError(f"channel names cannot contain a newline: {channel!r}")
         self._seq += 1
         return f"{self.id} {self._seq} {channel}\n".encode() + orjson.dumps({"n": event.name, "d": event.data})
 
-    async def _write_loop(self) -> None:
-        # The only sender, and it waits for each reply before the next send: Redis sees (and fans out)
-        # this process's messages in publish order; what piled up meanwhile goes in one pipeline.
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._send(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
     async def _send(self, batch: list[bytes]) -> None:
         assert self._pub is not None
         loop = asyncio.get_running_loop()
-        deadline, delay = loop.time() + _RETRY_SECONDS, 0.05
+        deadline, delay = loop.time() + RETRY_SECONDS, 0.05
         while True:
             try:
                 if len(batch) == 1:
@@ -137,10 +96,10 @@ class RedisBus(MemoryBus):
                 raise
             except Exception as exc:
                 if loop.time() + delay > deadline:
-                    log.error("dropped %d event message(s): %s", len(batch), _why(exc))
+                    log.error("dropped %d event message(s): %s", len(batch), why(exc))
                     return
                 # Resending may duplicate messages Redis did take: receivers skip their seqs.
-                log.warning("publishing events to Redis failed (%s); retrying in %.2fs", _why(exc), delay)
+                log.warning("publishing events to Redis failed (%s); retrying in %.2fs", why(exc), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -181,7 +140,7 @@ class RedisBus(MemoryBus):
             except Exception as exc:
                 # Messages sent while we were away are gone; streams notice through their run's stored
                 # status (api/sse.py), they do not hang.
-                log.warning("event bus: Redis subscription lost (%s); reconnecting in %.1fs", _why(exc), delay)
+                log.warning("event bus: Redis subscription lost (%s); reconnecting in %.1fs", why(exc), delay)
                 await self._drop_sub()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
