@@ -20,8 +20,12 @@ class _MemorySubscription(Subscription):
             yield await self.queue.get()
 
     async def get(self, timeout: float | None = None) -> Event | None:
+        # No task per call (as ``wait_for`` makes): a stream is woken the loop turn its event is put.
+        if not self.queue.empty():
+            return self.queue.get_nowait()
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 

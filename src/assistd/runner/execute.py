@@ -172,8 +172,12 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
                 async for event in events:
                     if isinstance(event, TextDelta):
                         await self._on_text(event.text)
+                        # Chunks that arrive together (a fast upstream, a burst after a stall) would all be
+                        # handled before any stream here relays the first: let them relay each delta now.
+                        await asyncio.sleep(0)
                     elif isinstance(event, ToolCallDelta):
                         await self._on_tool_delta(calls, event)
+                        await asyncio.sleep(0)
                     elif isinstance(event, Finish):
                         finish = event.reason
                     elif isinstance(event, Usage):
