@@ -215,6 +215,30 @@ def test_truncation_auto_sends_the_whole_thread(client, upstream, assistant):
     assert [x["content"] for x in only_body(upstream, m)["messages"]] == [INSTRUCTIONS, *texts]
 
 
+@pytest.mark.parametrize("params", [
+    {"truncation_strategy": {"type": "last_messages", "last_messages": 2}},
+    {"truncation_strategy": {"type": "auto"}, "max_prompt_tokens": 256},
+    {"truncation_strategy": {"type": "last_messages", "last_messages": 30}, "max_prompt_tokens": 256},
+], ids=["last_messages", "auto-over-budget", "last_messages-over-budget"])
+def test_a_thread_created_with_its_run_is_truncated_alike(client, upstream, assistant, params):
+    """A run on a thread created with it builds its first prompt from the messages at hand, without reading
+    the thread back (runner/context.py ``history_of``): the same prompt as a run on the stored thread."""
+    filler = " ".join(["filler"] * 60)
+
+    def texts(m: str) -> list[str]:
+        return [f"{m} first"] + [f"{m} old {i} {filler}" for i in range(12)] + [f"{m} last [reply: ok]"]
+
+    a, b = marker("trunc-stored"), marker("trunc-new")
+    check_run(client.beta.threads.runs.create_and_poll(
+        thread_id=new_thread(client, *texts(a)).id, assistant_id=assistant.id, **params))
+    check_run(client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": t} for t in texts(b)]},
+        **params))
+    stored = [x["content"].replace(a, "M") for x in only_body(upstream, a)["messages"]]
+    new = [x["content"].replace(b, "M") for x in only_body(upstream, b)["messages"]]
+    assert new == stored and 3 <= len(stored) < 16
+
+
 # --- create thread and run -----------------------------------------------------------------------------------
 
 def test_create_and_run_poll_with_thread_messages(client, upstream, assistant):

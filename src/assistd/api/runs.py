@@ -62,22 +62,27 @@ def _stream(request: Request, db: Database, project: str, run: dict, sub: Subscr
     return sse_response(run_events(sub, load_run))
 
 
+# What a transaction that queues a run returns: the run, and what it knows of the run's steps and of its
+# thread's messages (None: not known), passed on to the run's first turn when this process executes it.
+Queued = tuple[dict, list[dict] | None, list[dict] | None]
+
+
 async def _commit_and_answer(
     request: Request, db: Database, project: str, outbox: Outbox, stream: bool | None,
-    action: Callable[[AsyncConnection], Awaitable[dict]],
+    action: Callable[[AsyncConnection], Awaitable[Queued]],
 ) -> Response:
-    """Run ``action`` (which returns the run) in one transaction, publish its events, wake the workers,
-    and answer with the run — or, with ``stream``, with its events: the subscription is taken before the
-    commit, so not even a worker in another process can start the run before we listen."""
+    """Run ``action`` in one transaction, publish its events, wake the workers, and answer with the run —
+    or, with ``stream``, with its events: the subscription is taken before the commit, so not even a worker
+    in another process can start the run before we listen."""
     sub = None
     pool = request.app.state.pool
     reserved = committed = False
     run: dict = {}
     try:
         async with db.write() as conn:
-            run = await action(conn)
-            if pool is not None and run["status"] == "queued":
-                reserved = await pool.reserve(conn, run["id"], project)  # no claim round, no wait
+            run, steps, thread = await action(conn)
+            if pool is not None and run["status"] == "queued":  # no claim round, no wait
+                reserved = await pool.reserve(conn, run, project, outbox, steps=steps, thread=thread)
             if stream:
                 sub = await _subscribe(request, run["id"])
         committed = True
@@ -97,9 +102,9 @@ async def _commit_and_answer(
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
     outbox = Outbox()
 
-    async def create(conn: AsyncConnection) -> dict:
-        _, run = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
-        return run
+    async def create(conn: AsyncConnection) -> Queued:
+        _, run, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
+        return run, [], messages
 
     return await _commit_and_answer(request, db, project, outbox, body.stream, create)
 
@@ -110,9 +115,11 @@ async def create_run(
 ) -> Response:
     step_service.check_include(include)
     outbox = Outbox()
-    return await _commit_and_answer(
-        request, db, project, outbox, body.stream,
-        lambda conn: service.create(conn, project, thread_id, body, outbox, _ttl(request)))
+
+    async def create(conn: AsyncConnection) -> Queued:
+        return await service.create(conn, project, thread_id, body, outbox, _ttl(request)), [], None
+
+    return await _commit_and_answer(request, db, project, outbox, body.stream, create)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -150,9 +157,11 @@ async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, request: Request, project: Project, db: DB
 ) -> Response:
     outbox = Outbox(run_id)
-    return await _commit_and_answer(
-        request, db, project, outbox, body.stream,
-        lambda conn: service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox))
+
+    async def submit(conn: AsyncConnection) -> Queued:
+        return await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox), None, None
+
+    return await _commit_and_answer(request, db, project, outbox, body.stream, submit)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/steps")

@@ -6,6 +6,7 @@ recorded on steps is what the upstream reports.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -58,17 +59,11 @@ async def thread_history(
     of the budget), then as many of the newest as fit. The newest message is always kept, even over
     budget, so the caller can tell "too long" apart."""
     scope = (messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
-    head: tuple[str, dict[str, Any]] | None = None
-    reserved = 0
+    first = None
     if last_messages is None:
         first = (await conn.execute(
             select(messages.c.id, messages.c.data).where(*scope)
             .order_by(messages.c.created_at.asc(), messages.c.seq.asc()).limit(1))).first()
-        if first is not None:
-            chat = message_to_chat(orjson.loads(first.data))
-            cost = estimate_tokens(chat["content"]) + 4
-            if cost <= token_budget // 4:
-                head, reserved = (first.id, chat), cost
     limit = min(last_messages or _MAX_SCAN, _MAX_SCAN)
     stmt = (
         select(messages.c.id, messages.c.data)
@@ -76,12 +71,36 @@ async def thread_history(
         .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
         .limit(limit)
     )
+    newest = ((message_id, orjson.loads(raw)) for message_id, raw in await conn.execute(stmt))
+    return _fit_history(None if first is None else (first.id, orjson.loads(first.data)), newest,
+                        token_budget=token_budget)
+
+
+def history_of(thread: list[dict[str, Any]], *, last_messages: int | None, token_budget: int
+               ) -> list[dict[str, Any]]:
+    """``thread_history`` of a thread whose messages are at hand (all of them, oldest first: one created
+    with the run), picked the same way."""
+    first = (thread[0]["id"], thread[0]) if thread and last_messages is None else None
+    newest = ((m["id"], m) for m in reversed(thread[-min(last_messages or _MAX_SCAN, _MAX_SCAN):]))
+    return _fit_history(first, newest, token_budget=token_budget)
+
+
+def _fit_history(first: tuple[str, dict[str, Any]] | None, newest: Iterable[tuple[str, dict[str, Any]]], *,
+                 token_budget: int) -> list[dict[str, Any]]:
+    """``first``: the thread's first message (None: not kept apart); ``newest``: messages newest first."""
+    head: tuple[str, dict[str, Any]] | None = None
+    reserved = 0
+    if first is not None:
+        chat = message_to_chat(first[1])
+        cost = estimate_tokens(chat["content"]) + 4
+        if cost <= token_budget // 4:
+            head, reserved = (first[0], chat), cost
     picked: list[dict[str, Any]] = []
     used = reserved
-    for message_id, raw in await conn.execute(stmt):
+    for message_id, message in newest:
         if head is not None and message_id == head[0]:
             break  # reached the start: nothing had to be dropped
-        chat = message_to_chat(orjson.loads(raw))
+        chat = message_to_chat(message)
         cost = estimate_tokens(chat["content"]) + 4
         if picked and used + cost > token_budget:
             break
@@ -162,23 +181,32 @@ def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]], *, search
 
 
 async def build_request(
-    conn: AsyncConnection, run: dict[str, Any], steps: list[dict[str, Any]], *, window: int,
-    search: str | None, searched: bool, code: str | None, coded: bool,
+    conn: AsyncConnection | None, run: dict[str, Any], steps: list[dict[str, Any]], *, window: int,
+    search: str | None, searched: bool, code: str | None, coded: bool, thread: list[dict[str, Any]] | None = None,
 ) -> tuple[ChatRequest, str | None]:
     """The next model call of ``run`` (whose ``steps`` so far are given), and the token limit it would
     break (``max_prompt_tokens`` / ``max_completion_tokens``) or None. ``search``/``code``: the names the
-    run's server tools are offered under (None: not offered); ``searched``/``coded``: already used."""
+    run's server tools are offered under (None: not offered); ``searched``/``coded``: already used.
+    ``thread``: the thread's messages when they are at hand (a thread created with the run), else they are
+    read through ``conn``, which may be None when there is nothing to read (that, and no step done yet)."""
     totals = sum_usage(steps)
     budget = window - ANSWER_RESERVE
     if run.get("max_prompt_tokens"):
         budget = min(budget, run["max_prompt_tokens"] - totals["prompt_tokens"])
     system = [{"role": "system", "content": run["instructions"]}] if run.get("instructions") else []
-    transcript = await run_transcript(conn, run["id"])
+    transcript: list[dict[str, Any]] = []
+    if any(step["status"] == "completed" for step in steps):  # else there is nothing to read back
+        assert conn is not None
+        transcript = await run_transcript(conn, run["id"])
     fixed = estimate_tokens(system) + estimate_tokens(transcript)
     truncation = run.get("truncation_strategy") or {"type": "auto"}
     last_n = truncation.get("last_messages") if truncation.get("type") == "last_messages" else None
-    history = await thread_history(
-        conn, run["thread_id"], run["id"], last_messages=last_n, token_budget=max(budget - fixed, 0))
+    room = max(budget - fixed, 0)
+    if thread is not None:
+        history = history_of(thread, last_messages=last_n, token_budget=room)
+    else:
+        assert conn is not None
+        history = await thread_history(conn, run["thread_id"], run["id"], last_messages=last_n, token_budget=room)
     limit_hit = None
     if run.get("max_prompt_tokens") and fixed + estimate_tokens(history[-1:]) > budget:
         limit_hit = "max_prompt_tokens"

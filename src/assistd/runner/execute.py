@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,10 +54,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("assistd.runner")
 
+@dataclass
+class HeadStart:
+    """A run taken to in_progress in the transaction that queued it (``WorkerPool.reserve``), and what that
+    transaction already knew of it, so that its first model call reads nothing it need not."""
+
+    run: dict[str, Any]  # as committed, in_progress
+    steps: list[dict[str, Any]] | None = None  # its steps when known (a new run has none), else read
+    thread: list[dict[str, Any]] | None = None  # the thread's messages when created with the run, else read
+
+
 class RunExecutor(SearchSteps, CodeSteps, RunEndings):
     def __init__(self, db: Database, bus: EventBus, router: ModelRouter, run_id: str, project_id: str, *,
-                 retrieval: Retrieval | None = None, code: CodeTool | None = None) -> None:
+                 retrieval: Retrieval | None = None, code: CodeTool | None = None,
+                 head: HeadStart | None = None) -> None:
         self.db = db
+        self.head = head
         self.bus = bus
         self.router = router
         self.retrieval = retrieval  # the file_search tool's index and embedder: without it, it is not offered
@@ -97,7 +110,9 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
 
     async def execute(self) -> None:
         try:
-            if not await self._begin():
+            if self.head is not None:
+                self.run = self.head.run
+            elif not await self._begin():
                 return
             while await self._model_turn():
                 pass
@@ -139,17 +154,8 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
 
     async def _model_turn(self) -> bool:
         """Call the model once and record what it did. True when the loop should call it again."""
-        async with self.db.read() as conn:
-            run = await objects.get_object(conn, runs, self.run_id)
-            assert run is not None
-            self.run = run
-            raise_cancel = run["status"] == "cancelling"
-            steps = [orjson.loads(raw) for (raw,) in await conn.execute(
-                select(run_steps.c.data).where(run_steps.c.run_id == self.run_id).order_by(run_steps.c.seq))]
-            self._plan_search(run, steps)
-            self._plan_code(run, steps)
-            request, limit_hit = await self._build_request(conn, run, steps)
-        if raise_cancel:
+        run, steps, request, limit_hit = await self._turn_context()
+        if run["status"] == "cancelling":
             self.cancel_reason = "cancel"
             raise asyncio.CancelledError
         if run["expires_at"] is not None and ids.now() >= run["expires_at"]:
@@ -192,12 +198,32 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
             return False
         return await self._record_turn(calls, finish, used)
 
+    async def _turn_context(self) -> tuple[dict[str, Any], list[dict[str, Any]], ChatRequest, str | None]:
+        """The run and its steps as they are now, and the model call that comes next (with the token limit
+        it would break, or None). A head start's first turn takes what it knows instead of reading it."""
+        head, self.head = self.head, None
+        if head is not None and head.steps is not None and head.thread is not None:
+            return head.run, head.steps, *await self._build_request(None, head.run, head.steps, head.thread)
+        async with self.db.read() as conn:
+            if head is not None and head.steps is not None:
+                run, steps = head.run, head.steps
+            else:
+                run = await objects.get_object(conn, runs, self.run_id)
+                assert run is not None
+                steps = [orjson.loads(raw) for (raw,) in await conn.execute(
+                    select(run_steps.c.data).where(run_steps.c.run_id == self.run_id).order_by(run_steps.c.seq))]
+            self.run = run
+            return run, steps, *await self._build_request(conn, run, steps)
+
     async def _build_request(
-        self, conn: AsyncConnection, run: dict[str, Any], steps: list[dict[str, Any]]
+        self, conn: AsyncConnection | None, run: dict[str, Any], steps: list[dict[str, Any]],
+        thread: list[dict[str, Any]] | None = None,
     ) -> tuple[ChatRequest, str | None]:
+        self._plan_search(run, steps)
+        self._plan_code(run, steps)
         return await context.build_request(
             conn, run, steps, window=self.router.context_window(run["model"]), search=self._search_name,
-            searched=self._next_source > 0, code=self._code_name, coded=self._code_done > 0)
+            searched=self._next_source > 0, code=self._code_name, coded=self._code_done > 0, thread=thread)
 
     def _plan_code(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         """Whether this turn offers code_interpreter, and what the run's earlier executions left."""

@@ -6,10 +6,10 @@ status turns ``cancelling``), so a cancel stops the upstream call within a heart
 On stop, the pool claims nothing more, lets running runs finish for a grace period, then releases them
 for another worker to resume.
 
-Latency: a run queued by this process's API is leased to this pool in the transaction that queues it
-(``reserve``) and starts right after the commit (``start_reserved``), with no claim transaction and no
-wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool listening (``assistd worker``s on
-PostgreSQL too) claims at once instead of at its next poll.
+Latency: a run queued by this process's API is leased to this pool and taken to in_progress in the
+transaction that queues it (``reserve``), and starts right after the commit (``start_reserved``), with no
+claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
+listening (``assistd worker``s on PostgreSQL too) claims at once instead of at its next poll.
 """
 
 from __future__ import annotations
@@ -20,16 +20,19 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
 from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
-from assistd.runner.execute import RunExecutor
+from assistd.runner.execute import HeadStart, RunExecutor
+from assistd.services.outbox import Outbox
+from assistd.services.run_objects import set_run_status
+from assistd.services.runs import save_run
 from assistd.store.db import Database
 from assistd.store.tables import runs
 
@@ -62,7 +65,8 @@ class WorkerPool:
         self.sweep_seconds = sweep_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
-        self._reserved: dict[str, str] = {}  # run id → project id: leased in a transaction not yet ended
+        # run id → (project id, head start): leased in a transaction not yet ended
+        self._reserved: dict[str, tuple[str, HeadStart]] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
         self._wake_sub: Subscription | None = None
@@ -80,20 +84,27 @@ class WorkerPool:
         """A run became claimable in this process: look now rather than at the next poll."""
         self._wake.set()
 
-    async def reserve(self, conn: AsyncConnection, run_id: str, project_id: str) -> bool:
-        """Inside the transaction that makes ``run_id`` queued: lease it to this pool when a slot is free.
-        True: call ``start_reserved`` after the commit (or ``unreserve`` if it fails)."""
+    async def reserve(
+        self, conn: AsyncConnection, run: dict[str, Any], project_id: str, outbox: Outbox, *,
+        steps: list[dict[str, Any]] | None = None, thread: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Inside the transaction that makes ``run`` queued: when a slot is free, lease it to this pool and
+        take it to in_progress there and then (``run`` itself stays the queued snapshot the caller answers
+        with). ``steps``/``thread``: what the transaction knows of the run's steps and thread, so that its
+        first turn need not read them back (``HeadStart``). True: call ``start_reserved`` after the commit
+        (or ``unreserve`` if it fails)."""
         if self._stopping or self.concurrency - len(self._running) - len(self._reserved) <= 0:
             return False
-        await conn.execute(update(runs).where(runs.c.id == run_id).values(
-            lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds))
-        self._reserved[run_id] = project_id
+        started = set_run_status(dict(run), "in_progress")
+        await save_run(conn, started, lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds)
+        outbox.add("thread.run.in_progress", started)
+        self._reserved[run["id"]] = (project_id, HeadStart(started, steps, thread))
         return True
 
     def start_reserved(self, run_id: str) -> None:
-        project_id = self._reserved.pop(run_id, None)
-        if project_id is not None and run_id not in self._running:
-            self._spawn(run_id, project_id)
+        reserved = self._reserved.pop(run_id, None)
+        if reserved is not None and run_id not in self._running:
+            self._spawn(run_id, *reserved)
 
     def unreserve(self, run_id: str) -> None:
         """The transaction rolled back: the lease went with it."""
@@ -192,15 +203,15 @@ class WorkerPool:
 
     # --- tasks ---------------------------------------------------------------------------------------
 
-    def _spawn(self, run_id: str, project_id: str) -> None:
-        executor = self._executor(run_id, project_id)
+    def _spawn(self, run_id: str, project_id: str, head: HeadStart | None = None) -> None:
+        executor = self._executor(run_id, project_id, head)
         task = asyncio.create_task(self._execute(executor))
         self._running[run_id] = (task, executor)
         task.add_done_callback(lambda _t: self._finished(run_id))
 
-    def _executor(self, run_id: str, project_id: str) -> RunExecutor:
+    def _executor(self, run_id: str, project_id: str, head: HeadStart | None = None) -> RunExecutor:
         return RunExecutor(self.db, self.bus, self.router, run_id, project_id, retrieval=self.retrieval,
-                           code=self.code)
+                           code=self.code, head=head)
 
     async def _execute(self, executor: RunExecutor) -> None:
         try:

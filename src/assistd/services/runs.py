@@ -160,14 +160,15 @@ async def create(
 async def create_thread_and_run(
     conn: AsyncConnection, project_id: str, req: CreateThreadAndRun, outbox: Outbox,
     ttl: int = RUN_TTL_SECONDS,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The new thread, its run, and the thread's messages (oldest first)."""
     thread_req = req.thread or CreateThread()
     if req.tool_resources is not None and thread_req.tool_resources is None:
         thread_req = thread_req.model_copy(update={"tool_resources": req.tool_resources})
-    thread = await thread_service.create(conn, project_id, thread_req)
+    thread, messages = await thread_service.create_with_messages(conn, project_id, thread_req)
     outbox.add("thread.created", thread)  # first on the run's channel: streams subscribe by run id
     run = await _start(conn, project_id, thread, req, outbox, None, ttl)
-    return thread, run
+    return thread, run, messages
 
 
 async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> str:

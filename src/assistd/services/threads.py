@@ -19,6 +19,13 @@ THREAD_CHILDREN = [messages, runs, run_steps]
 
 
 async def create(conn: AsyncConnection, project_id: str, req: CreateThread) -> dict[str, Any]:
+    return (await create_with_messages(conn, project_id, req))[0]
+
+
+async def create_with_messages(
+    conn: AsyncConnection, project_id: str, req: CreateThread
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The new thread and its messages, oldest first."""
     obj = {
         "id": ids.new_id("thread"),
         "object": "thread",
@@ -27,11 +34,12 @@ async def create(conn: AsyncConnection, project_id: str, req: CreateThread) -> d
         "tool_resources": await tool_resources_dict(conn, project_id, req.tool_resources, for_thread=True),
     }
     await objects.insert_object(conn, threads, obj, project_id=project_id)
+    messages = []
     for i, message in enumerate(req.messages or []):
         # Attachments for file_search go to the thread's vector store (made on the first): obj follows.
-        await message_service.add_user_message(conn, project_id, obj["id"], message, thread=obj,
-                                               param=f"messages[{i}].attachments")
-    return obj
+        messages.append(await message_service.add_user_message(conn, project_id, obj["id"], message, thread=obj,
+                                                               param=f"messages[{i}].attachments"))
+    return obj, messages
 
 
 async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str) -> str:
