@@ -46,8 +46,11 @@ class RunEndings:
     async def _in_tx(self, action: Any, *args: Any) -> None:
         self.settling = True
         outbox = Outbox(self.run_id)
+        prepared = await self._unannounced_answer()
         async with self.db.write() as conn:
             run = await self._load_run(conn)
+            if prepared is not None:  # an answer inserted ahead but never given: as if never begun
+                await self._delete_answer(conn, prepared)
             if run["status"] not in TERMINAL_STATUSES:
                 await action(conn, run, outbox, *args)
         await outbox.flush(self.bus)

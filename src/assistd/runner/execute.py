@@ -25,15 +25,14 @@ from assistd.events.base import Event, EventBus, error_event, run_channel
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
 from assistd.runner import context
+from assistd.runner.answer_steps import Answer, AnswerSteps
 from assistd.runner.code_steps import CodeSteps
 from assistd.runner.endings import RunEndings
 from assistd.runner.search_steps import SearchSteps
 from assistd.services import citations
-from assistd.services import messages as message_service
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import (
     TERMINAL_STATUSES,
-    message_delta,
     new_step,
     set_run_status,
     set_step_status,
@@ -64,7 +63,7 @@ class HeadStart:
     thread: list[dict[str, Any]] | None = None  # the thread's messages when created with the run, else read
 
 
-class RunExecutor(SearchSteps, CodeSteps, RunEndings):
+class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
     def __init__(self, db: Database, bus: EventBus, router: ModelRouter, run_id: str, project_id: str, *,
                  retrieval: Retrieval | None = None, code: CodeTool | None = None,
                  head: HeadStart | None = None) -> None:
@@ -84,6 +83,7 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
         # The answer being streamed (kept so a cancel can store what was said so far).
         self._message: dict[str, Any] | None = None
         self._message_step: dict[str, Any] | None = None
+        self._preparing: asyncio.Task[Answer] | None = None  # the answer inserted ahead (answer_steps.py)
         self._tool_step: dict[str, Any] | None = None
         self._calls: dict[int, dict[str, Any]] = {}  # the tool calls streamed so far, by upstream index
         self._text: list[str] = []
@@ -166,6 +166,8 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
             return False
         self._adopt_orphans(steps)
         await self._announce_resume()
+        if request.tools is None and "message_creation" not in self._orphans:
+            self._prepare_answer()  # it can only answer in text: have its message ready by the first token
         calls = self._calls
         finish = "stop"
         used = Usage(0, 0)
@@ -263,36 +265,6 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
             await self.bus.publish(run_channel(self.run_id), error_event(
                 "The worker executing this run stopped; another resumed it. Retrieve the run for its result."))
 
-    async def _ensure_message(self) -> dict[str, Any]:
-        if self._message is not None:
-            return self._message
-        outbox = Outbox(self.run_id)
-        async with self.db.write() as conn:
-            orphan = self._orphans.pop("message_creation", None)
-            if orphan is not None:  # an interrupted attempt's answer: rewrite it in place
-                message_id = orphan["step_details"]["message_creation"]["message_id"]
-                message = await objects.get_object(conn, messages, message_id)
-                if message is not None:
-                    self._message, self._message_step = message, orphan
-                    self._text_index = sum(1 for p in message["content"] if p["type"] == "image_file")
-                    return message
-                await conn.execute(delete(run_steps).where(run_steps.c.id == orphan["id"]))
-            message = message_service.new_message(
-                self.run["thread_id"], "assistant", self._image_parts(), status="in_progress",
-                assistant_id=self.run["assistant_id"], run_id=self.run_id)
-            self._text_index = len(message["content"])
-            await message_service.insert(conn, self.project_id, message)
-            step = new_step(self.run, "message_creation",
-                            {"type": "message_creation", "message_creation": {"message_id": message["id"]}})
-            await insert_step(conn, self.project_id, step)
-            outbox.add("thread.run.step.created", step)
-            outbox.add("thread.run.step.in_progress", step)
-            outbox.add("thread.message.created", message)
-            outbox.add("thread.message.in_progress", message)
-        self._message, self._message_step = message, step
-        await outbox.flush(self.bus)
-        return message
-
     async def _ensure_tool_step(self) -> dict[str, Any]:
         if self._tool_step is not None:
             return self._tool_step
@@ -310,14 +282,6 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
         self._tool_step = step
         await outbox.flush(self.bus)
         return step
-
-    async def _on_text(self, text: str) -> None:
-        if not text:
-            return
-        message = await self._ensure_message()
-        self._text.append(text)
-        await self.bus.publish(run_channel(self.run_id),
-                               Event("thread.message.delta", message_delta(message["id"], self._text_index, text)))
 
     async def _on_tool_delta(self, calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
         search = self._search_calls.get(delta.index)
@@ -387,13 +351,21 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
                 return False
         self.settling = True
         outbox = Outbox(self.run_id)
+        prepared = await self._unannounced_answer()  # the model said nothing: the answer prepared for it
         async with self.db.write() as conn:
             run = await self._load_run(conn)
             if run["status"] not in ("in_progress", "cancelling"):
                 # Another attempt already recorded an outcome (our lease lapsed meanwhile): leave it alone.
                 log.warning("run %s is %s: dropping this attempt's turn", self.run_id, run["status"])
+                if prepared is not None:
+                    await self._delete_answer(conn, prepared)
                 return False
             await self._drop_unused_orphans(conn)
+            if prepared is not None and (self._tool_step or self._code_step or searches):
+                await self._delete_answer(conn, prepared)  # it called tools instead
+            elif prepared is not None:  # an empty answer: closed below like any other
+                self._announce_answer(outbox, prepared)
+                self._adopt_answer(prepared)
             turn_usage = usage(used.prompt_tokens, used.completion_tokens)
             # Token estimates decide what is sent; the upstream's count decides whether the run overran.
             prior = sum_usage(await self._steps(conn))["prompt_tokens"]
@@ -466,42 +438,6 @@ class RunExecutor(SearchSteps, CodeSteps, RunEndings):
             self.settling = False  # back to work: the heartbeat keeps the lease and notices cancels again
             return True
         return False
-
-    async def _empty_answer(
-        self, conn: AsyncConnection, run: dict, turn_usage: dict, cut: bool, outbox: Outbox
-    ) -> None:
-        """The model said nothing: still a message and its step, announced like any other answer."""
-        message = message_service.new_message(run["thread_id"], "assistant", [], status="in_progress",
-                                              assistant_id=run["assistant_id"], run_id=self.run_id)
-        step = new_step(run, "message_creation",
-                        {"type": "message_creation", "message_creation": {"message_id": message["id"]}})
-        for name, data in (("thread.run.step.created", step), ("thread.run.step.in_progress", step),
-                           ("thread.message.created", message), ("thread.message.in_progress", message)):
-            outbox.add(name, data)  # snapshots: the objects are closed below
-        self._close_message(message, "incomplete" if cut else "completed", "max_tokens" if cut else None)
-        await message_service.insert(conn, self.project_id, message)
-        set_step_status(step, "completed", usage=turn_usage)
-        await insert_step(conn, self.project_id, step)
-        outbox.add(f"thread.message.{message['status']}", message)
-        outbox.add("thread.run.step.completed", step)
-
-    def _close_message(self, message: dict[str, Any], status: str, reason: str | None) -> list[dict[str, Any]]:
-        """Store the answer in the message and close it; returns its citations as delta parts."""
-        text = "".join(self._text)
-        images = [p for p in message["content"] if p["type"] == "image_file"] or self._image_parts()
-        if text or not message["content"] or len(images) == len(message["content"]):
-            message["content"] = images + ([message_service.text_content(text)] if text or not images else [])
-        files = self._code_files
-        annotations = citations.apply(message, self._sources,
-                                      extra=lambda value: code_tool.file_path_annotations(value, files))
-        message["status"] = status
-        now = ids.now()
-        if status == "completed":
-            message["completed_at"] = now
-        else:
-            message["incomplete_at"] = now
-            message["incomplete_details"] = {"reason": reason} if reason else None
-        return annotations
 
     async def _drop_unused_orphans(self, conn: AsyncConnection) -> None:
         for orphan in self._orphans.values():
