@@ -1,8 +1,9 @@
 """The model's answer in text: its message and message_creation step, created, streamed, and closed.
 
 A turn that can only answer in text (no tool offered to the model) has its message and step inserted while
-the model is called (``_prepare_answer``): they are committed but not announced, so the first delta waits
-for no transaction. They are announced with the first text, or with the turn's end when the model said
+the model is called (``_prepare_answer``), or for a run's first turn when this process starts it, in the
+transaction that creates it (``prepare_first_answer``): they are committed but not announced, so the first
+delta waits for no transaction. They are announced with the first text, or with the turn's end when the model said
 nothing; a turn that ends otherwise (failed, cancelled, expired) deletes them, so no event and no record
 ever speaks of an answer that was not given. A reader listing the thread's messages or the run's steps
 meanwhile may see them in_progress, as it would once the model's first token is in. A turn that may call a
@@ -64,6 +65,17 @@ class AnswerSteps:
 
     # --- prepared ahead of the model's answer -------------------------------------------------------
 
+    async def prepare_first_answer(self, conn: AsyncConnection) -> None:
+        """In the transaction that starts the run (a head start, whose steps are known): when its first turn
+        can only answer in text, its answer is inserted there rather than beside the model call."""
+        head = self.head
+        if head is None or head.steps is None or self._offers_tools(head.run, head.steps):
+            return
+        self.run = head.run
+        answer = self._new_answer(head.run)
+        await self._insert_answer(conn, answer)
+        self._prepared = answer
+
     def _prepare_answer(self) -> None:
         """Insert this turn's answer while the model is called (see the module docstring)."""
         async def insert() -> Answer:
@@ -77,6 +89,9 @@ class AnswerSteps:
         """The prepared answer once its transaction has ended, taken from ``_preparing`` (None: none was
         prepared, or its insert failed). Waited for outside any transaction (SQLite's writer lock), and
         shielded: if we are cancelled meanwhile it stays in ``_preparing`` for whoever ends the run."""
+        if self._prepared is not None:
+            answer, self._prepared = self._prepared, None
+            return answer
         task = self._preparing
         if task is None:
             return None

@@ -83,7 +83,9 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         # The answer being streamed (kept so a cancel can store what was said so far).
         self._message: dict[str, Any] | None = None
         self._message_step: dict[str, Any] | None = None
-        self._preparing: asyncio.Task[Answer] | None = None  # the answer inserted ahead (answer_steps.py)
+        # The answer inserted ahead (answer_steps.py): committed, or being inserted.
+        self._prepared: Answer | None = None
+        self._preparing: asyncio.Task[Answer] | None = None
         self._tool_step: dict[str, Any] | None = None
         self._calls: dict[int, dict[str, Any]] = {}  # the tool calls streamed so far, by upstream index
         self._text: list[str] = []
@@ -166,7 +168,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             return False
         self._adopt_orphans(steps)
         await self._announce_resume()
-        if request.tools is None and "message_creation" not in self._orphans:
+        if request.tools is None and "message_creation" not in self._orphans and self._prepared is None:
             self._prepare_answer()  # it can only answer in text: have its message ready by the first token
         calls = self._calls
         finish = "stop"
@@ -216,6 +218,12 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                     select(run_steps.c.data).where(run_steps.c.run_id == self.run_id).order_by(run_steps.c.seq))]
             self.run = run
             return run, steps, *await self._build_request(conn, run, steps)
+
+    def _offers_tools(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> bool:
+        """Whether the model will be offered any tool on the run's next turn (as ``_build_request`` plans it)."""
+        self._plan_search(run, steps)
+        self._plan_code(run, steps)
+        return bool(context.chat_tools(run, search=self._search_name, code=self._code_name))
 
     async def _build_request(
         self, conn: AsyncConnection | None, run: dict[str, Any], steps: list[dict[str, Any]],

@@ -65,8 +65,8 @@ class WorkerPool:
         self.sweep_seconds = sweep_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
-        # run id → (project id, head start): leased in a transaction not yet ended
-        self._reserved: dict[str, tuple[str, HeadStart]] = {}
+        # run id → its executor, with its head start: leased in a transaction not yet ended
+        self._reserved: dict[str, RunExecutor] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
         self._wake_sub: Subscription | None = None
@@ -91,20 +91,23 @@ class WorkerPool:
         """Inside the transaction that makes ``run`` queued: when a slot is free, lease it to this pool and
         take it to in_progress there and then (``run`` itself stays the queued snapshot the caller answers
         with). ``steps``/``thread``: what the transaction knows of the run's steps and thread, so that its
-        first turn need not read them back (``HeadStart``). True: call ``start_reserved`` after the commit
+        first turn need not read them back (``HeadStart``); a first turn that can only answer in text has
+        its answer inserted here too (runner/answer_steps.py). True: call ``start_reserved`` after the commit
         (or ``unreserve`` if it fails)."""
         if self._stopping or self.concurrency - len(self._running) - len(self._reserved) <= 0:
             return False
         started = set_run_status(dict(run), "in_progress")
         await save_run(conn, started, lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds)
         outbox.add("thread.run.in_progress", started)
-        self._reserved[run["id"]] = (project_id, HeadStart(started, steps, thread))
+        executor = self._executor(run["id"], project_id, HeadStart(started, steps, thread))
+        await executor.prepare_first_answer(conn)
+        self._reserved[run["id"]] = executor
         return True
 
     def start_reserved(self, run_id: str) -> None:
-        reserved = self._reserved.pop(run_id, None)
-        if reserved is not None and run_id not in self._running:
-            self._spawn(run_id, *reserved)
+        executor = self._reserved.pop(run_id, None)
+        if executor is not None and run_id not in self._running:
+            self._start(executor)
 
     def unreserve(self, run_id: str) -> None:
         """The transaction rolled back: the lease went with it."""
@@ -203,8 +206,11 @@ class WorkerPool:
 
     # --- tasks ---------------------------------------------------------------------------------------
 
-    def _spawn(self, run_id: str, project_id: str, head: HeadStart | None = None) -> None:
-        executor = self._executor(run_id, project_id, head)
+    def _spawn(self, run_id: str, project_id: str) -> None:
+        self._start(self._executor(run_id, project_id))
+
+    def _start(self, executor: RunExecutor) -> None:
+        run_id = executor.run_id
         task = asyncio.create_task(self._execute(executor))
         self._running[run_id] = (task, executor)
         task.add_done_callback(lambda _t: self._finished(run_id))
