@@ -24,7 +24,14 @@ PREFIXES = {
 
 
 def random_base62(length: int = 24) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    # One draw from the OS's CSPRNG, written in base 62: uniform (a 62**length-sized range, by rejection
+    # in randbelow), and ~10x cheaper than a ``secrets.choice`` per character (several ids per run).
+    n = secrets.randbelow(62**length)
+    chars = []
+    for _ in range(length):
+        n, digit = divmod(n, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
 
 
 def new_id(kind: str) -> str:

@@ -6,11 +6,11 @@ child objects, their parent (``thread_id=…``), so an id from elsewhere is simp
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.errors import InvalidRequest
@@ -31,21 +31,44 @@ def storable(*values: Any) -> bool:
     return not any(isinstance(v, str) and "\x00" in v for v in values)
 
 
+# The statements every object write and point read uses are built once and given their values at execution:
+# building one per call (``insert(t).values(...)``, ``t.c.id == value``) and deriving its cache key cost
+# about as much Python as executing it, on paths where each request makes several.
+
+@cache
+def _insert(table: Table) -> Any:
+    return insert(table)
+
+
+@cache
+def _update_by_id(table: Table) -> Any:
+    # ``_id``: a bind name no column has (the SET clause takes the columns' own names).
+    return update(table).where(table.c.id == bindparam("_id"))
+
+
+@cache
+def _point_select(table: Table, scope: tuple[str, ...], for_update: bool) -> Any:
+    stmt = select(table.c.data).where(table.c.id == bindparam("_id"),
+                                      *(table.c[name] == bindparam(f"_{name}") for name in scope))
+    return stmt.with_for_update() if for_update else stmt
+
+
+def _point_params(object_id: str, scope: dict[str, Any]) -> dict[str, Any]:
+    return {"_id": object_id, **{f"_{name}": value for name, value in scope.items()}}
+
+
 async def insert_object(
     conn: AsyncConnection, table: Table, obj: dict[str, Any], *, project_id: str, **columns: Any
 ) -> None:
-    await conn.execute(
-        insert(table).values(
-            id=obj["id"], project_id=project_id, created_at=obj["created_at"], data=dumps(obj), **columns
-        )
-    )
+    await conn.execute(_insert(table), {
+        "id": obj["id"], "project_id": project_id, "created_at": obj["created_at"], "data": dumps(obj), **columns})
 
 
 async def get_raw(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> str | None:
     """The stored JSON text of one object, or None."""
     if not storable(object_id, *scope.values()):
         return None
-    row = await conn.execute(select(table.c.data).where(table.c.id == object_id, *_where(table, scope)))
+    row = await conn.execute(_point_select(table, tuple(scope), False), _point_params(object_id, scope))
     return row.scalar_one_or_none()
 
 
@@ -83,15 +106,13 @@ async def get_for_update(conn: AsyncConnection, table: Table, object_id: str, **
     """Like get_object, but locks the row on PostgreSQL (SQLite writers are already serialised)."""
     if not storable(object_id, *scope.values()):
         return None
-    stmt = select(table.c.data).where(table.c.id == object_id, *_where(table, scope))
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    raw = (await conn.execute(stmt)).scalar_one_or_none()
+    stmt = _point_select(table, tuple(scope), conn.dialect.name == "postgresql")
+    raw = (await conn.execute(stmt, _point_params(object_id, scope))).scalar_one_or_none()
     return None if raw is None else orjson.loads(raw)
 
 
 async def save_object(conn: AsyncConnection, table: Table, obj: dict[str, Any], **columns: Any) -> None:
-    await conn.execute(update(table).where(table.c.id == obj["id"]).values(data=dumps(obj), **columns))
+    await conn.execute(_update_by_id(table), {"_id": obj["id"], "data": dumps(obj), **columns})
 
 
 async def delete_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> bool:
