@@ -18,6 +18,7 @@ from assistd.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, Submi
 from assistd.services import runs as service
 from assistd.services import steps as step_service
 from assistd.services.outbox import Outbox
+from assistd.services.runs import Lease
 from assistd.services.step_render import render_page, render_step
 from assistd.store.db import Database
 
@@ -35,15 +36,17 @@ def _ttl(request: Request) -> int:
 
 
 async def _after_commit(request: Request, outbox: Outbox, run_id: str, *, cancel: bool = False,
-                        reserved: bool = False) -> None:
-    """Publish the transaction's events, then get the run executed: by this process's pool when it was
-    leased to it in the transaction (``reserved``), else by whichever pool claims it first."""
+                        lease: Lease | None = None) -> None:
+    """Publish the transaction's events, then get the run executed: by this process's pool when the
+    transaction started it under ``lease``, else by whichever pool claims it first."""
     bus = request.app.state.bus
     await outbox.flush(bus)
     pool = request.app.state.pool
-    if reserved:
-        pool.start_reserved(run_id)
+    if lease is not None and lease.started is not None:
+        pool.start_reserved(lease)
         return
+    if lease is not None:
+        pool.release(lease)
     if pool is not None:
         pool.cancel_local(run_id) if cancel else pool.wake()
     if not cancel:  # pools in other processes (`assistd worker`) claim now rather than at their next poll
@@ -62,36 +65,38 @@ def _stream(request: Request, db: Database, project: str, run: dict, sub: Subscr
     return sse_response(run_events(sub, load_run))
 
 
-# What a transaction that queues a run returns: the run, and what it knows of the run's steps and of its
-# thread's messages (None: not known), passed on to the run's first turn when this process executes it.
+# What a transaction that queues a run returns: the run (as queued), and what it knows of the run's steps
+# and of its thread's messages (None: not known), for the run's first turn when this process executes it.
 Queued = tuple[dict, list[dict] | None, list[dict] | None]
 
 
 async def _commit_and_answer(
     request: Request, db: Database, project: str, outbox: Outbox, stream: bool | None,
-    action: Callable[[AsyncConnection], Awaitable[Queued]],
+    action: Callable[[AsyncConnection, Lease | None], Awaitable[Queued]],
 ) -> Response:
     """Run ``action`` in one transaction, publish its events, wake the workers, and answer with the run —
     or, with ``stream``, with its events: the subscription is taken before the commit, so not even a worker
-    in another process can start the run before we listen."""
+    in another process can start the run before we listen. With a slot free in this process's pool, the
+    action stores the run started under a lease of it: no claim round, no start transaction, no wait."""
     sub = None
     pool = request.app.state.pool
-    reserved = committed = False
+    lease = pool.lease() if pool is not None else None
+    committed = False
     run: dict = {}
     try:
         async with db.write() as conn:
-            run, steps, thread = await action(conn)
-            if pool is not None and run["status"] == "queued":  # no claim round, no wait
-                reserved = await pool.reserve(conn, run, project, outbox, steps=steps, thread=thread)
+            run, steps, thread = await action(conn, lease)
+            if lease is not None and lease.started is not None:
+                await pool.reserve(conn, lease, project, steps=steps, thread=thread)
             if stream:
                 sub = await _subscribe(request, run["id"])
         committed = True
-        await _after_commit(request, outbox, run["id"], reserved=reserved)
+        await _after_commit(request, outbox, run["id"], lease=lease)
     except BaseException:
         if sub is not None:  # no stream will read it
             await sub.close()
-        if reserved:  # leased to us: run it if that was committed, else forget it
-            pool.start_reserved(run["id"]) if committed else pool.unreserve(run["id"])
+        if lease is not None:  # run it if it was committed started, else free the slot
+            pool.start_reserved(lease) if committed and lease.started is not None else pool.release(lease)
         raise
     if sub is None:
         return json_response(run)
@@ -102,8 +107,8 @@ async def _commit_and_answer(
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
     outbox = Outbox()
 
-    async def create(conn: AsyncConnection) -> Queued:
-        _, run, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request))
+    async def create(conn: AsyncConnection, lease: Lease | None) -> Queued:
+        _, run, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request), lease)
         return run, [], messages
 
     return await _commit_and_answer(request, db, project, outbox, body.stream, create)
@@ -116,8 +121,8 @@ async def create_run(
     step_service.check_include(include)
     outbox = Outbox()
 
-    async def create(conn: AsyncConnection) -> Queued:
-        return await service.create(conn, project, thread_id, body, outbox, _ttl(request)), [], None
+    async def create(conn: AsyncConnection, lease: Lease | None) -> Queued:
+        return await service.create(conn, project, thread_id, body, outbox, _ttl(request), lease), [], None
 
     return await _commit_and_answer(request, db, project, outbox, body.stream, create)
 
@@ -158,8 +163,8 @@ async def submit_tool_outputs(
 ) -> Response:
     outbox = Outbox(run_id)
 
-    async def submit(conn: AsyncConnection) -> Queued:
-        return await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox), None, None
+    async def submit(conn: AsyncConnection, lease: Lease | None) -> Queued:
+        return await service.submit_tool_outputs(conn, project, thread_id, run_id, body, outbox, lease), None, None
 
     return await _commit_and_answer(request, db, project, outbox, body.stream, submit)
 

@@ -6,9 +6,9 @@ status turns ``cancelling``), so a cancel stops the upstream call within a heart
 On stop, the pool claims nothing more, lets running runs finish for a grace period, then releases them
 for another worker to resume.
 
-Latency: a run queued by this process's API is leased to this pool and taken to in_progress in the
-transaction that queues it (``reserve``), and starts right after the commit (``start_reserved``), with no
-claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
+Latency: a run queued by this process's API is stored in_progress and leased to this pool by the
+transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``start_reserved``),
+with no claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
 listening (``assistd worker``s on PostgreSQL too) claims at once instead of at its next poll.
 """
 
@@ -30,9 +30,7 @@ from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import HeadStart, RunExecutor
-from assistd.services.outbox import Outbox
-from assistd.services.run_objects import set_run_status
-from assistd.services.runs import save_run
+from assistd.services.runs import Lease
 from assistd.store.db import Database
 from assistd.store.tables import runs
 
@@ -65,8 +63,9 @@ class WorkerPool:
         self.sweep_seconds = sweep_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
-        # run id → its executor, with its head start: leased in a transaction not yet ended
-        self._reserved: dict[str, RunExecutor] = {}
+        # Slots held by leases (by id) of transactions not yet ended, with the executor of the run each
+        # started (None until ``reserve``).
+        self._held: dict[int, RunExecutor | None] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
         self._wake_sub: Subscription | None = None
@@ -84,34 +83,36 @@ class WorkerPool:
         """A run became claimable in this process: look now rather than at the next poll."""
         self._wake.set()
 
-    async def reserve(
-        self, conn: AsyncConnection, run: dict[str, Any], project_id: str, outbox: Outbox, *,
-        steps: list[dict[str, Any]] | None = None, thread: list[dict[str, Any]] | None = None,
-    ) -> bool:
-        """Inside the transaction that makes ``run`` queued: when a slot is free, lease it to this pool and
-        take it to in_progress there and then (``run`` itself stays the queued snapshot the caller answers
-        with). ``steps``/``thread``: what the transaction knows of the run's steps and thread, so that its
-        first turn need not read them back (``HeadStart``); a first turn that can only answer in text has
-        its answer inserted here too (runner/answer_steps.py). True: call ``start_reserved`` after the commit
-        (or ``unreserve`` if it fails)."""
-        if self._stopping or self.concurrency - len(self._running) - len(self._reserved) <= 0:
-            return False
-        started = set_run_status(dict(run), "in_progress")
-        await save_run(conn, started, lease_owner=self.owner, lease_expires_at=time.time() + self.lease_seconds)
-        outbox.add("thread.run.in_progress", started)
-        executor = self._executor(run["id"], project_id, HeadStart(started, steps, thread))
-        await executor.prepare_first_answer(conn)
-        self._reserved[run["id"]] = executor
-        return True
+    def lease(self) -> Lease | None:
+        """A free slot, held for the run the caller's transaction is about to queue (None: no slot free).
+        The transaction stores the run started under it (services/runs.py), then calls ``reserve``; after
+        the commit, ``start_reserved`` — or ``release`` if anything failed."""
+        if self._stopping or self.concurrency - len(self._running) - len(self._held) <= 0:
+            return None
+        lease = Lease(self.owner, time.time() + self.lease_seconds)
+        self._held[id(lease)] = None
+        return lease
 
-    def start_reserved(self, run_id: str) -> None:
-        executor = self._reserved.pop(run_id, None)
-        if executor is not None and run_id not in self._running:
+    async def reserve(
+        self, conn: AsyncConnection, lease: Lease, project_id: str, *,
+        steps: list[dict[str, Any]] | None = None, thread: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Inside that transaction, once the run is stored started: its executor, told what the transaction
+        knows of the run's steps and thread so that its first turn need not read them back (``HeadStart``).
+        A first turn that can only answer in text has its answer inserted here too (runner/answer_steps.py)."""
+        assert lease.started is not None and id(lease) in self._held
+        executor = self._executor(lease.started["id"], project_id, HeadStart(lease.started, steps, thread))
+        await executor.prepare_first_answer(conn)
+        self._held[id(lease)] = executor
+
+    def start_reserved(self, lease: Lease) -> None:
+        executor = self._held.pop(id(lease), None)
+        if executor is not None and executor.run_id not in self._running:
             self._start(executor)
 
-    def unreserve(self, run_id: str) -> None:
-        """The transaction rolled back: the lease went with it."""
-        self._reserved.pop(run_id, None)
+    def release(self, lease: Lease) -> None:
+        """The transaction rolled back (the run and its lease went with it), or queued no run."""
+        self._held.pop(id(lease), None)
 
     def cancel_local(self, run_id: str) -> None:
         """Cancel at once when this process executes the run (others notice by heartbeat)."""
@@ -142,7 +143,7 @@ class WorkerPool:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            free = self.concurrency - len(self._running) - len(self._reserved)
+            free = self.concurrency - len(self._running) - len(self._held)
             if free > 0:
                 claimed: list[tuple[str, str]] = []
                 try:

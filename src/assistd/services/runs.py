@@ -6,6 +6,7 @@ the statuses a client may cause (queued, cancelling, back to queued after tool o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -124,24 +125,46 @@ def _build_run(
     }
 
 
+@dataclass
+class Lease:
+    """A worker slot of this process, held for the run a request queues (``WorkerPool.lease``): the run is
+    stored in_progress at once, leased to ``owner`` until ``expires_at``, with no claim or start transaction
+    after. ``started`` is the run as stored; the request still answers with it as queued, as the hosted API
+    does, and its stream carries ``thread.run.queued`` then ``thread.run.in_progress``."""
+
+    owner: str
+    expires_at: float
+    started: dict[str, Any] | None = None
+
+
+def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The queued ``run`` as it is stored — started under ``lease`` when there is one — and its lease columns."""
+    if lease is None:
+        return run, {"lease_owner": None, "lease_expires_at": None}
+    lease.started = set_run_status(dict(run), "in_progress")
+    outbox.add("thread.run.in_progress", lease.started)
+    return lease.started, {"lease_owner": lease.owner, "lease_expires_at": lease.expires_at}
+
+
 async def _start(
     conn: AsyncConnection, project_id: str, thread: dict, req: RunOptions, outbox: Outbox,
-    extra_instructions: str | None, ttl: int,
+    extra_instructions: str | None, ttl: int, lease: Lease | None,
 ) -> dict[str, Any]:
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
     run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
     run["tool_resources"] = run_tool_resources(assistant, thread)
-    await objects.insert_object(conn, runs, run, project_id=project_id, thread_id=thread["id"],
-                                status="queued", expires_at=run["expires_at"])
     outbox.run_id = run["id"]
     outbox.add("thread.run.created", run)
     outbox.add("thread.run.queued", run)
+    stored, columns = _take(run, lease, outbox)
+    await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
+                                status=stored["status"], expires_at=run["expires_at"], **columns)
     return run
 
 
 async def create(
     conn: AsyncConnection, project_id: str, thread_id: str, req: CreateRun, outbox: Outbox,
-    ttl: int = RUN_TTL_SECONDS,
+    ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
 ) -> dict[str, Any]:
     # Lock the thread row so two concurrent creates can't both see "no active run".
     thread = await objects.get_for_update(conn, threads, thread_id, project_id=project_id)
@@ -154,12 +177,12 @@ async def create(
         # ``thread`` is locked: a vector store made for attachments is recorded in it, and so seen below.
         await message_service.add_user_message(conn, project_id, thread_id, message, thread=thread,
                                                param=f"additional_messages[{i}].attachments")
-    return await _start(conn, project_id, thread, req, outbox, req.additional_instructions, ttl)
+    return await _start(conn, project_id, thread, req, outbox, req.additional_instructions, ttl, lease)
 
 
 async def create_thread_and_run(
     conn: AsyncConnection, project_id: str, req: CreateThreadAndRun, outbox: Outbox,
-    ttl: int = RUN_TTL_SECONDS,
+    ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The new thread, its run, and the thread's messages (oldest first)."""
     thread_req = req.thread or CreateThread()
@@ -167,7 +190,7 @@ async def create_thread_and_run(
         thread_req = thread_req.model_copy(update={"tool_resources": req.tool_resources})
     thread, messages = await thread_service.create_with_messages(conn, project_id, thread_req)
     outbox.add("thread.created", thread)  # first on the run's channel: streams subscribe by run id
-    run = await _start(conn, project_id, thread, req, outbox, None, ttl)
+    run = await _start(conn, project_id, thread, req, outbox, None, ttl, lease)
     return thread, run, messages
 
 
@@ -213,7 +236,8 @@ async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
 
 
 async def submit_tool_outputs(
-    conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, req: SubmitToolOutputs, outbox: Outbox
+    conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, req: SubmitToolOutputs, outbox: Outbox,
+    lease: Lease | None = None,
 ) -> dict[str, Any]:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] != "requires_action" or not run.get("required_action"):
@@ -241,10 +265,11 @@ async def submit_tool_outputs(
     set_step_status(step, "completed")
     await save_step(conn, step)
     set_run_status(run, "queued", required_action=None)
-    await save_run(conn, run, lease_owner=None, lease_expires_at=None)
     outbox.run_id = run_id
     outbox.add("thread.run.step.completed", step)
     outbox.add("thread.run.queued", run)
+    stored, columns = _take(run, lease, outbox)
+    await save_run(conn, stored, **columns)
     return run
 
 
