@@ -108,3 +108,13 @@ def test_a_tool_call_nobody_offered_replaces_the_prepared_answer(http, client, p
     assert [st["type"] for st in steps] == ["tool_calls"] and answers == []
     client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
     assert wait_terminal(client, thread.id, run_id).status == "cancelled"
+
+
+def test_a_prompt_over_max_prompt_tokens_leaves_no_answer(http, client, plain):
+    """The run ends incomplete before the model is called: the answer inserted with the run goes too."""
+    s = stream_post(http, "/threads/runs", {"assistant_id": plain.id, "stream": True, "max_prompt_tokens": 256,
+                                            "thread": {"messages": [{"role": "user", "content": "word " * 400}]}})
+    assert s.names()[-2:] == ["thread.run.incomplete", "done"]
+    no_answer_events(s.names())
+    ids = check_one_run(s)
+    assert stored(client, ids["thread_id"], ids["run_id"]) == ([], [])
