@@ -89,7 +89,7 @@ class WorkerPool:
         the commit, ``start_reserved`` — or ``release`` if anything failed."""
         if self._stopping or self.concurrency - len(self._running) - len(self._held) <= 0:
             return None
-        lease = Lease(self.owner, time.time() + self.lease_seconds)
+        lease = Lease(self.owner, self.lease_seconds)
         self._held[id(lease)] = None
         return lease
 

@@ -6,6 +6,7 @@ the statuses a client may cause (queued, cancelling, back to queued after tool o
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,12 +129,13 @@ def _build_run(
 @dataclass
 class Lease:
     """A worker slot of this process, held for the run a request queues (``WorkerPool.lease``): the run is
-    stored in_progress at once, leased to ``owner`` until ``expires_at``, with no claim or start transaction
-    after. ``started`` is the run as stored; the request still answers with it as queued, as the hosted API
-    does, and its stream carries ``thread.run.queued`` then ``thread.run.in_progress``."""
+    stored in_progress at once, leased to ``owner`` for ``seconds`` from its write (not from the lease's
+    taking: the transaction may wait for SQLite's writer), with no claim or start transaction after.
+    ``started`` is the run as stored; the request still answers with it as queued, as the hosted API does,
+    and its stream carries ``thread.run.queued`` then ``thread.run.in_progress``."""
 
     owner: str
-    expires_at: float
+    seconds: float
     started: dict[str, Any] | None = None
 
 
@@ -143,7 +145,7 @@ def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[dic
         return run, {"lease_owner": None, "lease_expires_at": None}
     lease.started = set_run_status(dict(run), "in_progress")
     outbox.add("thread.run.in_progress", lease.started)
-    return lease.started, {"lease_owner": lease.owner, "lease_expires_at": lease.expires_at}
+    return lease.started, {"lease_owner": lease.owner, "lease_expires_at": time.time() + lease.seconds}
 
 
 async def _start(
