@@ -64,10 +64,12 @@ def kill9(proc: LiveProcess) -> None:
     proc.stop()  # closes its log
 
 
-def answering(client, thread_id: str, run_id: str):
-    """The run's answer step, once the model has started streaming it."""
-    return [s for s in steps_of(client, thread_id, run_id)
-            if s["type"] == "message_creation" and s["status"] == "in_progress"]
+def answering(client, upstream, m: str, thread_id: str, run_id: str):
+    """The run's answer step, once the model was asked for the answer (the dev upstream sends its first chunk
+    at once). The step alone is not enough: a model offered no tool has it written before it is called
+    (runner/answer_steps.py)."""
+    return upstream_bodies(upstream, m) and [s for s in steps_of(client, thread_id, run_id)
+                                              if s["type"] == "message_creation" and s["status"] == "in_progress"]
 
 
 def assert_single_answer(client, thread_id: str, run_id: str, expected: str) -> None:
@@ -126,12 +128,13 @@ def test_tool_outputs_after_expires_at_are_refused(short_ttl):
     wait_run(client, thread.id, run.id, "expired", timeout=5, ttl=2)
 
 
-def test_run_still_executing_at_expires_at_expires(short_ttl):
+def test_run_still_executing_at_expires_at_expires(short_ttl, upstream):
     """"If the runs take too long to execute and go beyond the time stated in expires_at, … expire the run"."""
     client = short_ttl
-    thread = new_thread(client, f"{marker('slow')} [chunk-delay: 0.3] [tokens: 30]")
+    m = marker("slow")
+    thread = new_thread(client, f"{m} [chunk-delay: 0.3] [tokens: 30]")
     run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id)
-    wait_until(lambda: answering(client, thread.id, run.id), what="the answer to start")
+    wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
     done = wait_run(client, thread.id, run.id, "expired", timeout=5, ttl=2)
     assert done["expires_at"] is None and done["usage"] is not None
     (step,) = steps_of(client, thread.id, run.id)
@@ -176,7 +179,7 @@ def test_server_killed_mid_run_resumes_it_after_restart(database_url, upstream, 
             tool_thread = new_thread(client, f"{m}-tool [chunk-delay: 0.4] {slow_call}")
             tool_run = client.beta.threads.runs.create(tool_thread.id, assistant_id=assistant.id)
             wait_run(client, thread.id, run.id, "in_progress")
-            wait_until(lambda: answering(client, thread.id, run.id), what="the answer to start")
+            wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
             wait_until(lambda: steps_of(client, tool_thread.id, tool_run.id), what="the tool call to start")
         finally:
             kill9(first)
@@ -222,7 +225,7 @@ def test_api_only_server_leaves_runs_to_workers(split_deployment):
     assert_single_answer(client, thread.id, run.id, "later")
 
 
-def test_worker_process_takes_tool_outputs_and_cancels(split_deployment):
+def test_worker_process_takes_tool_outputs_and_cancels(split_deployment, upstream):
     """Tool outputs and cancels reach a run executed by another process (lease release, heartbeat)."""
     client, worker_env = split_deployment
     assistant = new_assistant(client, tools=[WEATHER])
@@ -235,8 +238,9 @@ def test_worker_process_takes_tool_outputs_and_cancels(split_deployment):
         assert check_run(done)["status"] == "completed"
         assert text(messages_of(client, thread.id, "assistant")[0]) == "tool results: 9C"
 
-        thread, run = start_slow_run(client, marker("wcancel"), 0.3)
-        wait_until(lambda: answering(client, thread.id, run.id), what="the answer to start")
+        m = marker("wcancel")
+        thread, run = start_slow_run(client, m, 0.3)
+        wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
         started = time.monotonic()
         client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
         wait_run(client, thread.id, run.id, "cancelled", timeout=2)
@@ -251,7 +255,7 @@ def test_worker_killed_mid_run_another_worker_finishes_it(split_deployment, upst
     first = WorkerProcess(worker_env).start()
     try:
         thread, run = start_slow_run(client, m, 0.3)
-        wait_until(lambda: answering(client, thread.id, run.id), what="the answer to start")
+        wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
     finally:
         kill9(first)
     with WorkerProcess(worker_env):
@@ -260,12 +264,13 @@ def test_worker_killed_mid_run_another_worker_finishes_it(split_deployment, upst
     assert len(upstream_bodies(upstream, m)) == 2
 
 
-def test_sigterm_lets_a_worker_finish_its_run_and_exit(split_deployment):
+def test_sigterm_lets_a_worker_finish_its_run_and_exit(split_deployment, upstream):
     client, worker_env = split_deployment
     worker = WorkerProcess(worker_env).start()
     try:
-        thread, run = start_slow_run(client, marker("wterm"), 0.1)
-        wait_until(lambda: answering(client, thread.id, run.id), what="the answer to start")
+        m = marker("wterm")
+        thread, run = start_slow_run(client, m, 0.1)
+        wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
         assert worker.proc is not None
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.proc.wait(15) == 0, worker.log()
