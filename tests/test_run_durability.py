@@ -7,6 +7,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import openai
 import orjson
 import pytest
@@ -142,6 +143,40 @@ def test_run_still_executing_at_expires_at_expires(short_ttl, upstream):
     (answer,) = messages_of(client, thread.id, "assistant")
     assert answer["status"] == "incomplete" and answer["incomplete_details"] == {"reason": "run_expired"}
     assert 0 < text(answer).count("tok") < 30
+
+
+@pytest.fixture(scope="module")
+def unserved(database_url, upstream, tmp_path_factory):
+    """An API-only server with no worker anywhere, whose runs expire 2 s after creation."""
+    tmp = tmp_path_factory.mktemp("unserved")
+    with fresh_database(database_url, tmp) as url:
+        with serve(server_env(url, upstream, tmp, ASSISTD_WORKERS="0", ASSISTD_RUN_TTL_SECONDS="2")) as proc:
+            yield proc
+
+
+def test_a_run_nobody_takes_expires_and_ends_its_stream(unserved):
+    """runner/sweeper.py: every process ends runs past expires_at that nobody executes, API-only ones too."""
+    from tests.test_streaming import stream_post
+
+    client = sdk(unserved)
+    assistant = new_assistant(client)
+    thread = new_thread(client, "[reply: never said]")
+    with httpx.Client(base_url=f"{unserved.url}/v1", headers={"Authorization": "Bearer sk-dev"}, timeout=30) as http:
+        s = stream_post(http, f"/threads/{thread.id}/runs", {"assistant_id": assistant.id, "stream": True})
+    assert s.names() == ["thread.run.created", "thread.run.queued", "thread.run.expired", "done"]
+    run = check_run(client.beta.threads.runs.retrieve(s.first("thread.run.created")["id"], thread_id=thread.id), ttl=2)
+    assert run["status"] == "expired" and run["expires_at"] is None and run["started_at"] is None
+    assert run == s.first("thread.run.expired")
+    assert steps_of(client, thread.id, run["id"]) == [] and messages_of(client, thread.id, "assistant") == []
+
+
+def test_a_queued_run_cancelled_with_nobody_to_take_it_ends_cancelled(unserved):
+    client = sdk(unserved)
+    thread = new_thread(client, "[reply: never said]")
+    run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id)
+    assert client.beta.threads.runs.cancel(run.id, thread_id=thread.id).status == "cancelling"
+    done = wait_run(client, thread.id, run.id, "cancelled", timeout=8, ttl=2)
+    assert done["cancelled_at"] is not None and done["expires_at"] is None
 
 
 # --- many at once --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
+from assistd.runner.sweeper import RunSweeper
 from assistd.services import ingestion
 from assistd.services.auth import Authenticator
 from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED, TerminalStepCache
@@ -63,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
                               retrieval=app.state.retrieval, code=app.state.code_interpreter)
             await pool.start()
+        # Runs past expires_at that nobody executes are ended by every process; a pool has its own sweeper.
+        sweeper = RunSweeper(db, bus, router) if pool is None else None
+        if sweeper is not None:
+            await sweeper.start()
         app.state.auth = auth
         app.state.bus = bus
         app.state.pool = pool
@@ -74,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             if pool is not None:
                 await pool.stop()
+            if sweeper is not None:
+                await sweeper.stop()
             await app.state.code_interpreter.aclose()
             await app.state.ingestion.aclose()
             cache_watch.cancel()

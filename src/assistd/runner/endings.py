@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assistd import ids
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import (
     TERMINAL_STATUSES,
@@ -34,14 +33,10 @@ log = logging.getLogger("assistd.runner")
 
 class RunEndings:
 
-    async def expire(self) -> None:
-        """Expire the run if it still waits past expires_at (the pool's sweeper, for runs nobody executes)."""
-        async def expire_waiting(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            # Checked again under the row lock: tool outputs may have put it back to work meanwhile.
-            if run["status"] == "requires_action" and run["expires_at"] is not None \
-                    and ids.now() >= run["expires_at"]:
-                await self._expire_in(conn, run, outbox)
-        await self._in_tx(expire_waiting)
+    async def end_overdue(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
+        """A run past expires_at that nobody executes (runner/sweeper.py): cancelled when its cancel was
+        asked, else expired."""
+        await (self._cancel_in if run["status"] == "cancelling" else self._expire_in)(conn, run, outbox)
 
     async def _in_tx(self, action: Any, *args: Any) -> None:
         self.settling = True

@@ -19,10 +19,8 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
@@ -30,9 +28,9 @@ from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import HeadStart, RunExecutor
+from assistd.runner.sweeper import RunSweeper
 from assistd.services.runs import Lease
 from assistd.store.db import Database
-from assistd.store.tables import runs
 
 if TYPE_CHECKING:
     from assistd.services.vector_search import Retrieval
@@ -60,7 +58,7 @@ class WorkerPool:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
-        self.sweep_seconds = sweep_seconds
+        self._sweeper = RunSweeper(db, bus, router, every=sweep_seconds)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
         # Slots held by leases (by id) of transactions not yet ended, with the executor of the run each
@@ -77,7 +75,8 @@ class WorkerPool:
             await claims.release_all_leases(self.db)
         self._wake_sub = await self.bus.subscribe(WAKE_CHANNEL)
         self._loops = [asyncio.create_task(loop()) for loop in (self._claim_loop, self._heartbeat_loop,
-                                                                   self._sweep_loop, self._wake_loop)]
+                                                                   self._wake_loop)]
+        await self._sweeper.start()
 
     def wake(self) -> None:
         """A run became claimable in this process: look now rather than at the next poll."""
@@ -138,6 +137,7 @@ class WorkerPool:
         for loop in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+        await self._sweeper.stop()
 
     # --- loops ---------------------------------------------------------------------------------------
 
@@ -189,21 +189,6 @@ class WorkerPool:
                     self._interrupt(run_id, "lease_lost")
                 elif status == "cancelling":
                     self._interrupt(run_id, "cancel")
-
-    async def _sweep_loop(self) -> None:
-        """Runs waiting on the client (requires_action) past ``expires_at`` become expired."""
-        while True:
-            await asyncio.sleep(self.sweep_seconds)
-            try:
-                async with self.db.read() as conn:
-                    rows = (await conn.execute(
-                        select(runs.c.id, runs.c.project_id).where(
-                            runs.c.status == "requires_action", runs.c.expires_at < int(time.time()))
-                        .limit(100))).all()
-                for run_id, project_id in rows:
-                    await self._executor(run_id, project_id).expire()
-            except Exception:
-                log.exception("expiring runs failed")
 
     # --- tasks ---------------------------------------------------------------------------------------
 
