@@ -130,3 +130,32 @@ def test_api_only_server_queues_and_worker_node_ingests(database_url, upstream, 
             client = sdk(worker_node)
             done = client.vector_stores.files.poll(fid, vector_store_id=store.id)
             assert done.status == "completed" and done.usage_bytes > 0
+
+
+def test_finished_jobs_are_purged_after_their_keeping_time(database_url, tmp_path):
+    from sqlalchemy import insert
+
+    from assistd.runner import jobs as job_queue
+    from assistd.store.migrate import migrate
+
+    day = 24 * 3600.0
+    ages = {"old-done": ("done", 2 * day), "new-done": ("done", 3600), "old-failed": ("failed", 8 * day),
+            "new-failed": ("failed", 2 * day), "old-queued": ("queued", 30 * day), "old-running": ("running", 30 * day)}
+
+    async def go(url: str) -> tuple[int, list[str]]:
+        db = Database(url)
+        try:
+            await migrate(db)
+            now = time.time()
+            async with db.write() as conn:
+                await conn.execute(insert(jobs), [
+                    {"id": job_id, "project_id": "p", "kind": "ingest", "payload": "{}", "status": status,
+                     "attempts": 1, "created_at": int(now - age)} for job_id, (status, age) in ages.items()])
+            purged = await job_queue.purge(db, now)
+            async with db.read() as conn:
+                return purged, sorted(job_id for (job_id,) in await conn.execute(select(jobs.c.id)))
+        finally:
+            await db.close()
+
+    with fresh_database(database_url, tmp_path) as url:
+        assert asyncio.run(go(url)) == (2, ["new-done", "new-failed", "old-queued", "old-running"])

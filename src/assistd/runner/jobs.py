@@ -9,7 +9,8 @@ raises ``LeaseLost`` (rolling it all back) unless this runner still holds the le
 is committed once, by its current owner, however many times it was started.
 
 A job that keeps failing unexpectedly is retried with a back-off; ``Job.attempts`` counts the claims, so a
-handler can give up on a job that kills its process every time (see ``MAX_ATTEMPTS``).
+handler can give up on a job that kills its process every time (see ``MAX_ATTEMPTS``). Finished jobs are
+deleted a day (failed ones a week) after they were queued (``purge``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
@@ -130,6 +131,23 @@ async def release(db: Database, owner: str, job_id: str, *, delay: float = 0.0, 
                     last_error=error))
 
 
+# Finished jobs are kept this long after they were queued (a trace of what ran, with attempts and errors),
+# then deleted: every runner purges once every PURGE_EVERY_SECONDS.
+DONE_KEPT_SECONDS = 24 * 3600
+FAILED_KEPT_SECONDS = 7 * 24 * 3600
+PURGE_EVERY_SECONDS = 600.0
+
+
+async def purge(db: Database, now: float | None = None) -> int:
+    """Delete finished jobs past their keeping time; how many."""
+    now = time.time() if now is None else now
+    async with db.write() as conn:
+        result = await conn.execute(delete(jobs).where(or_(
+            and_(jobs.c.status == "done", jobs.c.created_at < now - DONE_KEPT_SECONDS),
+            and_(jobs.c.status == "failed", jobs.c.created_at < now - FAILED_KEPT_SECONDS))))
+    return result.rowcount or 0
+
+
 async def release_all_leases(db: Database) -> None:
     """SQLite is single-node: at start, whatever a dead process held is ours to resume at once."""
     async with db.write() as conn:
@@ -188,7 +206,14 @@ class JobRunner:
                 await loop
 
     async def _claim_loop(self) -> None:
+        next_purge = time.monotonic() + PURGE_EVERY_SECONDS
         while True:
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                try:
+                    await purge(self.db)
+                except Exception:
+                    log.exception("purging finished jobs failed")
             free = self.concurrency - len(self._running)
             claimed: list[Job] = []
             if free > 0:
