@@ -217,3 +217,15 @@ def test_dev_mode_ends_when_a_key_is_stored(dev_server):
                                  headers={"Authorization": "Bearer sk-random"}).status_code == 401)
     r = httpx.get(f"{proc.url}/v1/assistants", headers={"Authorization": f"Bearer {secret}"})
     assert r.status_code == 200 and r.json()["data"] == []
+
+
+def test_serve_help_names_every_setting() -> None:
+    """`assistd serve --help` lists every ASSISTD_ variable the settings read (the README's table, too)."""
+    from assistd.config import Settings
+
+    out = subprocess.run([sys.executable, "-m", "assistd.cli", "serve", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    names = [f"ASSISTD_{name.upper()}" for name in Settings.model_fields if name != "log_level"]
+    assert [n for n in names if n not in out] == []
+    assert [n for n in names if f"`{n}`" not in readme] == []

@@ -116,3 +116,32 @@ def test_create_embedder_reads_the_setting(upstream) -> None:
         settings.embeddings = bad
         with pytest.raises(ValueError):
             create_embedder(settings)
+
+
+def test_an_idle_local_embedding_worker_is_stopped_and_started_again_on_use() -> None:
+    code = textwrap.dedent("""
+        import asyncio, os, time
+        from assistd.retrieval import LocalEmbedder
+        async def main():
+            e = LocalEmbedder(threads=1, idle_seconds=0.5)
+            [a] = await e.embed(["A cat sat on the mat."])
+            pid = e.worker_pid
+            assert pid is not None
+            deadline = time.monotonic() + 20
+            while e.worker_pid is not None:              # idle: stopped, not killed mid-call
+                assert time.monotonic() < deadline, "the idle worker was not stopped"
+                await asyncio.sleep(0.05)
+            while True:                                  # and its process exits (and is reaped)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                assert time.monotonic() < deadline, "the worker process is still there"
+                await asyncio.sleep(0.05)
+            [b] = await e.embed(["A cat sat on the mat."])  # a new worker, the same answer
+            assert e.worker_pid not in (None, pid) and max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+            await e.aclose()
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]

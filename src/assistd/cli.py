@@ -20,10 +20,14 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_LLM_API_KEY    key sent to the upstream
   ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
   ASSISTD_EMBEDDINGS     local (default: all-MiniLM-L6-v2 on CPU) or upstream:MODEL
+  ASSISTD_EMBEDDINGS_IDLE_SECONDS  the local embedding worker stops after this long unused (default 600; 0 = never)
   ASSISTD_DB_POOL_SIZE   database connections kept per process (default 10; as many again under load)
   ASSISTD_WORKERS        concurrent runs executed by this process (default 8; 0 = API only)
   ASSISTD_LEASE_SECONDS  a dead worker's runs are resumed elsewhere this long after it stops (default 10)
   ASSISTD_RUN_TTL_SECONDS runs expire this long after creation (default 600, as the hosted API)
+  ASSISTD_REDIS_URL      redis://… carries run events between processes (default on PostgreSQL: LISTEN/NOTIFY)
+  ASSISTD_MAX_BODY_BYTES largest JSON request body accepted (default 32 MiB)
+  (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
 
 

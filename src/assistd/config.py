@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     embeddings: str = Field("local", description="`local` (all-MiniLM-L6-v2 on CPU, in a worker process) or "
                             "`upstream:MODEL` (the upstream's /embeddings)")
+    embeddings_idle_seconds: float = Field(600.0, ge=0, description="stop the local embedding worker (~370 MB) "
+                                           "after this long unused; the next embedding starts it again (0: never)")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
     workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
     lease_seconds: float = Field(10.0, gt=0, description="a worker's claim on a run lapses this long after its "

@@ -36,7 +36,7 @@ def create_embedder(settings: Any) -> Embedder:
     if spec == "local":
         from assistd.retrieval.embedding.local import LocalEmbedder
 
-        return LocalEmbedder()
+        return LocalEmbedder(idle_seconds=float(getattr(settings, "embeddings_idle_seconds", 0) or 0))
     if spec.startswith("upstream:") and spec.split(":", 1)[1].strip():
         from assistd.retrieval.embedding.upstream import UpstreamEmbedder
 

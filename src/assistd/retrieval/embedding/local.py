@@ -6,21 +6,26 @@ plain ``python -m assistd.retrieval.embedding.worker`` started on the first ``em
 embeds stays lean), importing only the model's dependencies — not the app, as a multiprocessing ``spawn``
 child would (it re-imports the parent's main module). Requests go one at a time over its stdin/stdout
 from a thread, so any event loop (or none) can use the embedder. A worker that dies is replaced and the
-request retried once; one that is left running exits when its stdin closes (this process ending).
+request retried once; one that is left running exits when its stdin closes (this process ending), and
+one left unused for ``ASSISTD_EMBEDDINGS_IDLE_SECONDS`` is stopped (the next embedding starts another).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import struct
 import subprocess
 import sys
 import threading
+import time
 
 from assistd.retrieval.embedding import minilm
 from assistd.retrieval.embedding.worker import read_exact
+
+log = logging.getLogger("assistd.retrieval")
 
 # Texts per request: large enough to batch well, small enough that a query embedding waiting behind an
 # ingestion job does not wait long.
@@ -37,13 +42,18 @@ class LocalEmbedder:
     name = minilm.MODEL_NAME
     dimensions = minilm.DIMENSIONS
 
-    def __init__(self, *, backend: str = "onnx", threads: int | None = None) -> None:
+    def __init__(self, *, backend: str = "onnx", threads: int | None = None, idle_seconds: float = 0) -> None:
+        """``idle_seconds``: stop the worker once unused this long (it holds ~370 MB; the next ``embed``
+        starts another, paying the model's load again); 0 keeps it for the life of the embedder."""
         if backend not in ("onnx", "torch"):
             raise ValueError("backend must be 'onnx' or 'torch'")
         self.backend = backend
         self.threads = threads
+        self.idle_seconds = idle_seconds
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._last_used = 0.0  # time.monotonic() of the last answer (set under the lock)
+        self._reaper: threading.Thread | None = None
 
     @property
     def worker_pid(self) -> int | None:
@@ -70,6 +80,7 @@ class LocalEmbedder:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:
                     self._proc = self._start()
+                    self._watch_idle()
                 proc = self._proc
                 assert proc.stdin is not None and proc.stdout is not None
                 try:
@@ -87,10 +98,33 @@ class LocalEmbedder:
                     continue
                 status, length = struct.unpack(">BI", head)
                 reply = read_exact(proc.stdout, length) or b""
+                self._last_used = time.monotonic()
                 if status != 0:
                     raise EmbeddingWorkerError(reply.decode(errors="replace"))
                 return reply
         raise AssertionError("unreachable")
+
+    def _watch_idle(self) -> None:
+        """(Under the lock, a worker just started.) A thread that stops it once idle for ``idle_seconds``."""
+        if self.idle_seconds <= 0 or (self._reaper is not None and self._reaper.is_alive()):
+            return
+        self._reaper = threading.Thread(target=self._reap, name="embedding-worker-idle", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(max(0.05, min(self.idle_seconds / 4, 30.0)))
+            with self._lock:  # a call in progress holds it: never stopped mid-request
+                proc = self._proc
+                if proc is None or proc.poll() is not None:
+                    return
+                if time.monotonic() - self._last_used < self.idle_seconds:
+                    continue
+                self._proc = None
+            log.info("embedding worker idle for %.0f s: stopping it (the next embedding starts another)",
+                     self.idle_seconds)
+            _close(proc)
+            return
 
     async def warm_up(self) -> None:
         """Start the worker and load the model now rather than on the first real request."""
@@ -102,14 +136,17 @@ class LocalEmbedder:
     def _stop(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()  # EOF: the worker exits
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:
+            _close(proc)
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()  # EOF: the worker exits
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
