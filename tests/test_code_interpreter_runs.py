@@ -325,6 +325,44 @@ def test_timeouts_and_network_through_the_api(database_url, upstream, tmp_path):
         assert run["status"] == "completed" and logs_of(code_calls(steps[0])[0]) == "4\n"
 
 
+def test_code_interrupted_by_a_dead_server_runs_again_once_resumed(database_url, upstream, tmp_path):
+    """A server killed while the model's code executes: the run resumes elsewhere (here: the restarted
+    server) and executes the code again — at least once, as documented: its step is recorded once, with the
+    second execution's outputs, and what the first one wrote in /mnt/data is still there."""
+    from tests.test_run_durability import kill9
+
+    code = ("import os, time\n"
+            "n = int(open('count').read()) if os.path.exists('count') else 0\n"
+            "open('count', 'w').write(str(n + 1))\n"
+            "time.sleep(1.5)\n"
+            "print('execution', n + 1)")
+    data = tmp_path / "data"
+    with fresh_database(database_url, tmp_path) as url:
+        env = server_env(url, upstream, data, ASSISTD_LEASE_SECONDS="2")
+        port = free_port()
+        first = LiveProcess(["serve", "--port", str(port)], port, env=env).start()
+        try:
+            client = sdk(first)
+            assistant = new_assistant(client, tools=[{"type": "code_interpreter"}])
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": code_message(code)}])
+            run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+            count = data / "code" / thread.id / "count"
+            wait_until(count.is_file, timeout=20, what="the code to start")
+        finally:
+            kill9(first)
+        port = free_port()
+        with LiveProcess(["serve", "--port", str(port)], port, env=env) as second:
+            client = sdk(second)
+            done = wait_run(client, thread.id, run.id, "completed", timeout=30)
+            assert count.read_text() == "2"
+            steps = steps_of(client, thread.id, run.id)
+            assert [(s["type"], s["status"]) for s in steps] == [("tool_calls", "completed"),
+                                                                 ("message_creation", "completed")], steps
+            assert logs_of(code_calls(steps[0])[0]) == "execution 2\n"
+            assert text(last_answer(client, thread.id)).startswith("tool results: execution 2\n")
+            assert done["usage"] is not None
+
+
 def test_no_sandbox_fails_the_run(database_url, upstream, tmp_path):
     # Without bwrap on its PATH the engine cannot run code: the step and the run fail with the reason.
     env = server_env(database_url, upstream, tmp_path / "data", PATH=str(Path(sys.executable).parent))
