@@ -155,6 +155,43 @@ def test_runs_unprivileged_and_cannot_signal_host_processes(ci: Runner) -> None:
     assert ci.exec("kill", "import os\nos.setuid(0)").error == "PermissionError: [Errno 1] Operation not permitted"
 
 
+def test_no_nested_user_namespaces_but_threads_and_processes_work(ci: Runner) -> None:
+    """A user namespace inside the sandbox would hand the code every capability in it: refused (as an
+    ordinary user by bwrap's --disable-userns, as root by the seccomp filter), while threads (clone3 falls
+    back to clone) and child processes work as usual."""
+    code = (
+        "import ctypes, os, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:  # a single-threaded child, where unshare() is otherwise allowed\n"
+        "    os._exit(0 if libc.unshare(0x10000000) == 0 else ctypes.get_errno())\n"
+        "print('unshare', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0)\n"
+        "out = subprocess.run(['unshare', '--user', 'true'], capture_output=True, text=True)\n"
+        "print('unshare(1)', out.returncode != 0)\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(1)); t.start(); t.join()\n"
+        "print('thread', seen, subprocess.run(['true']).returncode)"
+    )
+    assert ci.exec("userns", code).logs == "unshare True\nunshare(1) True\nthread [1] 0\n"
+
+
+def test_seccomp_program_jumps_land_on_its_returns() -> None:
+    """The filter's jumps (offsets counted by hand are a classic mistake) resolve inside the program."""
+    import struct
+
+    from assistd.tools.code_interpreter import seccomp
+
+    for machine in ("x86_64", "aarch64"):
+        prog = seccomp.program(machine)
+        assert prog is not None and len(prog) % 8 == 0
+        ops = [struct.unpack("=HBBI", prog[i:i + 8]) for i in range(0, len(prog), 8)]
+        assert ops[-1][0] == 0x06 and ops[-2][0] == 0x06  # the program ends in returns
+        for i, (code, jt, jf, _k) in enumerate(ops):
+            if code in (0x15, 0x45):
+                assert i + 1 + max(jt, jf) < len(ops)
+    assert seccomp.program("sparc") is None
+
+
 def test_100_mb_of_output_is_truncated_without_buffering_it(ci: Runner) -> None:
     code = "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1024**2)\nraise ValueError('the end')"
     tracemalloc.start()

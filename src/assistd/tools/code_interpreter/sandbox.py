@@ -19,10 +19,12 @@ Resource limits are set by the kernel itself before it reads any code (see kerne
 must be set after the user namespace exists to count only the sandbox's processes, and doing all limits
 there avoids ``preexec_fn`` in a threaded server. Hard limits, so the code cannot raise them.
 
+As root, ``--disable-userns`` is not available (it needs bwrap's own user namespace): a seccomp filter
+(seccomp.py) refuses new user namespaces instead.
+
 Known gaps: /mnt/data is on the host's disk with no quota (each file is capped by RLIMIT_FSIZE, not their
-number); as root, nested user namespaces stay possible (``--disable-userns`` needs bwrap's own user
-namespace), so run assistd as an ordinary user where user namespaces are allowed. The kernel reaps what the
-code leaves running after each execution, so nothing runs between executions.
+number). The kernel reaps what the code leaves running after each execution, so nothing runs between
+executions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from assistd.tools.code_interpreter import seccomp
 from assistd.tools.code_interpreter.results import SandboxUnavailable
 from assistd.tools.code_interpreter.settings import CodeInterpreterSettings
 
@@ -90,19 +93,31 @@ class Sandbox:
         if shutil.which("bwrap") is None:
             return "bubblewrap (bwrap) is not installed"
         with tempfile.TemporaryDirectory(prefix="assistd-probe-") as work:
-            cmd = self.command(Path(work), info_fd=None) + ["-c", "import os; assert os.getpid() == 1"]
+            filter_fd = self.seccomp_fd()
+            cmd = self.command(Path(work), info_fd=None, seccomp_fd=filter_fd) + [
+                "-c", "import os; assert os.getpid() == 1"]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                                      pass_fds=() if filter_fd is None else (filter_fd,))
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return f"bwrap could not be run ({exc})"
+            finally:
+                if filter_fd is not None:
+                    os.close(filter_fd)
         if proc.returncode != 0:
             detail = (proc.stderr or proc.stdout).strip().splitlines()
             return "bwrap failed to create the sandbox: " + (detail[-1] if detail else f"exit {proc.returncode}")
         return ""
 
-    def command(self, workdir: Path, info_fd: int | None) -> list[str]:
+    def seccomp_fd(self) -> int | None:
+        """As root, a readable fd holding the sandbox's seccomp filter (seccomp.py: no nested user
+        namespaces), for ``command``; the caller passes it to the child and closes it after the start."""
+        return seccomp.filter_fd() if self.enabled and is_root() else None
+
+    def command(self, workdir: Path, info_fd: int | None, seccomp_fd: int | None = None) -> list[str]:
         """argv starting the interpreter in the sandbox (or bare); the kernel script is appended by the
-        caller, who also passes ``info_fd`` (bwrap writes the kernel's host pid there)."""
+        caller, who also passes ``info_fd`` (bwrap writes the kernel's host pid there) and ``seccomp_fd``
+        (``seccomp_fd()``)."""
         python = [str(self.python), "-I", "-B", "-u"]
         if not self.enabled:
             return python
@@ -151,6 +166,8 @@ class Sandbox:
             args += ["--setenv", key, value]
         if info_fd is not None:
             args += ["--info-fd", str(info_fd)]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         return args + ["--"] + python
 
     def kernel_workdir(self, workdir: Path) -> str:

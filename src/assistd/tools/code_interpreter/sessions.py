@@ -76,14 +76,17 @@ class Session:
         self._stray.clear()
         ctrl_r, ctrl_w = os.pipe()
         info_r, info_w = os.pipe() if self.sandbox.enabled else (None, None)
-        argv = self.sandbox.command(self.workdir, info_fd=info_w) + [self.sandbox.kernel_script()]
+        filter_fd = self.sandbox.seccomp_fd()
+        argv = self.sandbox.command(self.workdir, info_fd=info_w, seccomp_fd=filter_fd) + [
+            self.sandbox.kernel_script()]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         if not self.sandbox.enabled:
             env = self.sandbox.environment(str(self.workdir))
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, pass_fds=[fd for fd in (ctrl_w, info_w) if fd is not None],
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=[fd for fd in (ctrl_w, info_w, filter_fd) if fd is not None],
                 cwd=self.workdir, env=env, start_new_session=True,  # its own process group, for kill
             )
         except OSError as exc:
@@ -92,9 +95,9 @@ class Session:
                     os.close(fd)
             raise CodeInterpreterError(f"the Python session could not start: {exc}") from None
         finally:
-            os.close(ctrl_w)
-            if info_w is not None:
-                os.close(info_w)
+            for fd in (ctrl_w, info_w, filter_fd):
+                if fd is not None:
+                    os.close(fd)
         self._ctrl = asyncio.StreamReader(limit=CTRL_LIMIT)
         self._ctrl_transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(self._ctrl), os.fdopen(ctrl_r, "rb", buffering=0))
