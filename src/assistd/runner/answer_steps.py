@@ -98,9 +98,10 @@ class AnswerSteps:
         try:
             answer: Answer | None = await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                raise
-            answer = None
+            current = asyncio.current_task()
+            if (current is not None and current.cancelling()) or not task.cancelled():
+                raise  # we are cancelled: ``_preparing`` stays, whoever ends the run takes the answer
+            answer = None  # the insert itself was cancelled (shutdown): rolled back, or an orphan to adopt
         except Exception:
             log.exception("run %s: preparing the answer failed", self.run_id)
             answer = None
