@@ -239,6 +239,34 @@ def test_a_thread_created_with_its_run_is_truncated_alike(client, upstream, assi
     assert new == stored and 3 <= len(stored) < 16
 
 
+def test_max_prompt_tokens_counts_tokens_not_bytes(client, upstream, assistant):
+    """Text of many bytes a token (here Chinese, ~3 bytes a character, about a token each) is counted in
+    cl100k_base tokens: the prompt sent is the thread's first message and the longest run of newest ones
+    that fits max_prompt_tokens, counted as the server counts (+4 a message)."""
+    from assistd.retrieval import tokens
+
+    m = marker("cjk")
+    texts = [f"{m} 开始"] + [f"{m} 第{i}条消息：代码解释器会运行模型写的程序，并返回结果。" * 3 for i in range(12)]
+    texts.append(f"{m} 最后 [reply: ok]")
+    limit = 400
+    run = check_run(client.beta.threads.runs.create_and_poll(
+        thread_id=new_thread(client, *texts).id, assistant_id=assistant.id, max_prompt_tokens=limit))
+    assert run["status"] == "completed", run
+    sent = [x["content"] for x in only_body(upstream, m)["messages"]]
+
+    def cost(text: str) -> int:
+        return tokens.count(text) + 4
+
+    assert sent[0] == INSTRUCTIONS and sent[1] == texts[0] and sent[-1] == texts[-1]
+    kept = sent[2:]
+    assert kept == texts[len(texts) - len(kept):] and len(kept) < len(texts) - 1  # a suffix; some dropped
+    used = sum(cost(t) for t in sent)
+    assert used <= limit
+    dropped = texts[len(texts) - len(kept) - 1]  # the newest message left out did not fit
+    assert used + cost(dropped) > limit
+    assert len(texts[1].encode()) // 4 < tokens.count(texts[1])  # what the old bytes/4 estimate got wrong
+
+
 # --- create thread and run -----------------------------------------------------------------------------------
 
 def test_create_and_run_poll_with_thread_messages(client, upstream, assistant):

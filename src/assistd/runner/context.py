@@ -1,12 +1,15 @@
 """What the model is shown: the run's instructions, the thread (truncated), and this run's own steps.
 
-Token counts here are estimates (about four bytes a token): they only decide what to drop; the usage
-recorded on steps is what the upstream reports.
+Token counts decide what to drop to fit the context window or ``max_prompt_tokens``: OpenAI's cl100k_base
+(retrieval/tokens.py), plus 4 a message — exact for OpenAI's older models, close for the rest. They are
+only computed when something may have to go: a text never has more tokens than UTF-8 bytes, so a prompt
+whose bytes fit the budget is sent whole without tokenizing it (and the encoding, ~40 MB, is never loaded
+by a server whose prompts are short). The usage recorded on steps is what the upstream reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -23,12 +26,31 @@ ANSWER_RESERVE = 1024
 _MAX_SCAN = 2000  # messages read at most when walking back through a very long thread
 
 
-def estimate_tokens(value: Any) -> int:
+MESSAGE_TOKENS = 4  # what a chat message costs beyond its content (role, separators)
+
+Count = Callable[[Any], int]  # tokens of a message's content (a string, or parts as JSON)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def byte_bound(value: Any) -> int:
+    """An upper bound of ``exact_tokens``: no token is shorter than a byte."""
     if value is None:
         return 0
-    if isinstance(value, str):
-        return len(value.encode()) // 4 + 1
-    return len(orjson.dumps(value)) // 4 + 1
+    return len(value.encode()) if isinstance(value, str) else len(orjson.dumps(value))
+
+
+def message_tokens(chat: dict[str, Any], count: Count) -> int:
+    """A chat message's tokens: its content, its tool calls (as JSON), and the message's own."""
+    return count(chat.get("content")) + count(chat.get("tool_calls")) + MESSAGE_TOKENS
+
+
+def exact_tokens(value: Any) -> int:
+    from assistd.retrieval import tokens  # the encoding loads on first use (~0.1 s)
+
+    return 0 if value is None else tokens.count(_text(value))
 
 
 def message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
@@ -49,59 +71,59 @@ def message_to_chat(message: dict[str, Any]) -> dict[str, Any]:
     return {"role": message["role"], "content": parts}
 
 
-async def thread_history(
-    conn: AsyncConnection, thread_id: str, run_id: str, *, last_messages: int | None, token_budget: int
-) -> list[dict[str, Any]]:
-    """Thread messages (not this run's) that fit ``token_budget``, oldest first.
+Candidate = tuple[str, dict[str, Any]]  # a thread message's id and its chat form
 
-    ``last_messages``: the newest n at most. Otherwise (``auto``) messages in the middle of the thread are
-    dropped, as the API describes it: the thread's first message is kept (when it takes at most a quarter
-    of the budget), then as many of the newest as fit. The newest message is always kept, even over
-    budget, so the caller can tell "too long" apart."""
+
+async def thread_candidates(
+    conn: AsyncConnection, thread_id: str, run_id: str, *, last_messages: int | None
+) -> tuple[Candidate | None, list[Candidate]]:
+    """What ``fit_history`` picks from: the thread's first message (None with ``last_messages``), and its
+    newest (up to ``last_messages``, or a scan limit), newest first — this run's own messages left out."""
     scope = (messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
     first = None
     if last_messages is None:
-        first = (await conn.execute(
+        row = (await conn.execute(
             select(messages.c.id, messages.c.data).where(*scope)
             .order_by(messages.c.created_at.asc(), messages.c.seq.asc()).limit(1))).first()
-    limit = min(last_messages or _MAX_SCAN, _MAX_SCAN)
+        first = None if row is None else (row.id, message_to_chat(orjson.loads(row.data)))
     stmt = (
         select(messages.c.id, messages.c.data)
         .where(*scope)
         .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
-        .limit(limit)
+        .limit(min(last_messages or _MAX_SCAN, _MAX_SCAN))
     )
-    newest = ((message_id, orjson.loads(raw)) for message_id, raw in await conn.execute(stmt))
-    return _fit_history(None if first is None else (first.id, orjson.loads(first.data)), newest,
-                        token_budget=token_budget)
+    return first, [(message_id, message_to_chat(orjson.loads(raw))) for message_id, raw in await conn.execute(stmt)]
 
 
-def history_of(thread: list[dict[str, Any]], *, last_messages: int | None, token_budget: int
-               ) -> list[dict[str, Any]]:
-    """``thread_history`` of a thread whose messages are at hand (all of them, oldest first: one created
-    with the run), picked the same way."""
-    first = (thread[0]["id"], thread[0]) if thread and last_messages is None else None
-    newest = ((m["id"], m) for m in reversed(thread[-min(last_messages or _MAX_SCAN, _MAX_SCAN):]))
-    return _fit_history(first, newest, token_budget=token_budget)
+def candidates_of(thread: list[dict[str, Any]], *, last_messages: int | None
+                  ) -> tuple[Candidate | None, list[Candidate]]:
+    """``thread_candidates`` of a thread whose messages are at hand (all of them, oldest first: one created
+    with the run)."""
+    first = (thread[0]["id"], message_to_chat(thread[0])) if thread and last_messages is None else None
+    newest = [(m["id"], message_to_chat(m)) for m in reversed(thread[-min(last_messages or _MAX_SCAN, _MAX_SCAN):])]
+    return first, newest
 
 
-def _fit_history(first: tuple[str, dict[str, Any]] | None, newest: Iterable[tuple[str, dict[str, Any]]], *,
-                 token_budget: int) -> list[dict[str, Any]]:
-    """``first``: the thread's first message (None: not kept apart); ``newest``: messages newest first."""
-    head: tuple[str, dict[str, Any]] | None = None
+def fit_history(first: Candidate | None, newest: Iterable[Candidate], *, token_budget: int, count: Count
+                ) -> list[dict[str, Any]]:
+    """Thread messages that fit ``token_budget``, oldest first.
+
+    With ``first`` (``auto`` truncation) messages in the middle of the thread are dropped, as the API
+    describes it: the thread's first message is kept (when it takes at most a quarter of the budget), then
+    as many of the newest as fit. The newest message is always kept, even over budget, so the caller can
+    tell "too long" apart."""
+    head: Candidate | None = None
     reserved = 0
     if first is not None:
-        chat = message_to_chat(first[1])
-        cost = estimate_tokens(chat["content"]) + 4
+        cost = message_tokens(first[1], count)
         if cost <= token_budget // 4:
-            head, reserved = (first[0], chat), cost
+            head, reserved = first, cost
     picked: list[dict[str, Any]] = []
     used = reserved
-    for message_id, message in newest:
+    for message_id, chat in newest:
         if head is not None and message_id == head[0]:
             break  # reached the start: nothing had to be dropped
-        chat = message_to_chat(message)
-        cost = estimate_tokens(chat["content"]) + 4
+        cost = message_tokens(chat, count)
         if picked and used + cost > token_budget:
             break
         picked.append(chat)
@@ -198,17 +220,21 @@ async def build_request(
     if any(step["status"] == "completed" for step in steps):  # else there is nothing to read back
         assert conn is not None
         transcript = await run_transcript(conn, run["id"])
-    fixed = estimate_tokens(system) + estimate_tokens(transcript)
     truncation = run.get("truncation_strategy") or {"type": "auto"}
     last_n = truncation.get("last_messages") if truncation.get("type") == "last_messages" else None
-    room = max(budget - fixed, 0)
     if thread is not None:
-        history = history_of(thread, last_messages=last_n, token_budget=room)
+        first, newest = candidates_of(thread, last_messages=last_n)
     else:
         assert conn is not None
-        history = await thread_history(conn, run["thread_id"], run["id"], last_messages=last_n, token_budget=room)
+        first, newest = await thread_candidates(conn, run["thread_id"], run["id"], last_messages=last_n)
+    # Every candidate fits even at a token a byte: nothing to drop, nothing to tokenize.
+    bound = sum(message_tokens(m, byte_bound) for m in system + transcript) + sum(
+        message_tokens(chat, byte_bound) for _, chat in [*newest, *([first] if first else [])])
+    count: Count = byte_bound if bound <= budget else exact_tokens
+    fixed = sum(message_tokens(m, count) for m in system + transcript)
+    history = fit_history(first, newest, token_budget=max(budget - fixed, 0), count=count)
     limit_hit = None
-    if run.get("max_prompt_tokens") and fixed + estimate_tokens(history[-1:]) > budget:
+    if run.get("max_prompt_tokens") and fixed + sum(message_tokens(m, count) for m in history[-1:]) > budget:
         limit_hit = "max_prompt_tokens"
     max_tokens = None
     if run.get("max_completion_tokens"):
