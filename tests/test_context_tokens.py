@@ -37,3 +37,17 @@ def test_a_short_prompt_is_never_tokenized() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_search_results_fit_their_budget_by_the_chunks_own_token_counts() -> None:
+    from assistd.retrieval.index.types import SearchHit
+    from assistd.tools.file_search import trim_to_budget
+
+    def hit(text: str, n: int) -> SearchHit:
+        return SearchHit(file_id="f", file_name="f.txt", score=1.0, text=text, attributes={}, chunk_index=0,
+                         tokens=n)
+
+    wide = "代码" * 100  # 600 bytes: ~150 "tokens" by bytes/4, 100 counted at indexing
+    hits = [hit(wide, 100), hit(wide, 100), hit(wide, 100)]
+    assert len(trim_to_budget(hits, 250)) == 2  # (100 + 16) × 2 ≤ 250 < (100 + 16) × 3
+    assert len(trim_to_budget(hits, 10)) == 1  # the best hit always

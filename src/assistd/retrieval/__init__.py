@@ -48,7 +48,8 @@ Public API (everything else is internal)::
                      ranker: str = "auto") -> list[SearchHit]     # ValueError/FilterError on bad args
     @dataclass IndexedChunk(text: str, embedding: Sequence[float], tokens: int)
     @dataclass SearchHit(file_id, file_name, score: float,  # fused, in [0, 1]
-                         text, attributes: dict, chunk_index: int, vector_store_id: str, ranks: dict)
+                         text, attributes: dict, chunk_index: int, vector_store_id: str, ranks: dict,
+                         tokens: int)                                  # the chunk's cl100k_base tokens
 
     # filters.py — the spec's ComparisonFilter / CompoundFilter
     validate_filter(obj) -> dict   # raises FilterError (a ValueError) with a message for a 400

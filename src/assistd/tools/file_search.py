@@ -174,11 +174,12 @@ def chat_call(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def trim_to_budget(hits: Sequence[Any], max_tokens: int) -> list[Any]:
-    """The best hits whose text fits ``max_tokens`` (estimated, 4 bytes a token); the first always."""
+    """The best hits whose text fits ``max_tokens`` (each its chunk's tokens, counted at indexing, and 16
+    for its source marker); the first always."""
     kept: list[Any] = []
     used = 0
     for hit in hits:
-        cost = len(hit.text.encode()) // 4 + 16
+        cost = (hit.tokens or len(hit.text.encode()) // 4) + 16
         if kept and used + cost > max_tokens:
             break
         kept.append(hit)

@@ -202,12 +202,12 @@ class HybridIndex:
             return []
         c, f = retrieval_chunks.c, retrieval_files.c
         rows = await conn.execute(
-            select(c.id, c.vector_store_id, c.file_id, c.chunk_index, c.text, f.file_name, f.attributes)
+            select(c.id, c.vector_store_id, c.file_id, c.chunk_index, c.text, f.file_name, f.attributes, c.tokens)
             .join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
             .where(c.id.in_(bindparam("ids", [cid for cid, _, _ in fused], expanding=True))))
         by_id = {r[0]: r for r in rows}
         return [SearchHit(file_id=r[2], file_name=r[5], score=round(score, 6), text=r[4], attributes=r[6] or {},
-                          chunk_index=r[3], vector_store_id=r[1], ranks=ranks)
+                          chunk_index=r[3], vector_store_id=r[1], ranks=ranks, tokens=r[7])
                 for cid, score, ranks in fused if (r := by_id.get(cid)) is not None]
 
 

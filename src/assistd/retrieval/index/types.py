@@ -29,6 +29,8 @@ class SearchHit:
     vector_store_id: str = ""
     ranks: dict[str, int] = field(default_factory=dict)
     """1-based rank per ranking that found the chunk ({"vector": 1, "keyword": 4}), for debugging."""
+    tokens: int = 0
+    """The chunk's size in cl100k_base tokens, counted when it was indexed."""
 
 
 def check_search_args(vector_store_ids: Sequence[str], max_num_results: int, score_threshold: float,
