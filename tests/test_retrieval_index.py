@@ -201,6 +201,47 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
 
 
+def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend) -> None:
+    """vectors.py: after a write, a search reads only the chunks of files added or re-indexed since its
+    matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would."""
+    if backend.run(_pgvector_of(backend)):
+        pytest.skip("pgvector searches in the database: no matrix")
+    vs = store_id()
+    bulk = {f"bulk_{i}": [f"Ledger {i} line {j} about harbours, tides and cargo." for j in range(20)]
+            for i in range(6)}
+    for file_id, texts in bulk.items():
+        backend.write(lambda c, f=file_id, t=texts: backend.index.add(c, vs, f, f + ".txt", chunks(*t), {}))
+    queries = ["harbours tides", "volcano lava basalt", "Ledger 3 line 7 cargo", "cargo"]
+
+    def ranked(index: HybridIndex) -> list[list[tuple[str, int, float]]]:
+        async def go() -> list[list[tuple[str, int, float]]]:
+            async with backend.db.read() as conn:
+                return [[(h.file_id, h.chunk_index, h.score) for h in await index.search(
+                    conn, [vs], None, vec(q), max_num_results=50)] for q in queries]
+        return backend.run(go())
+
+    ranked(backend.index)  # loaded
+    before = backend.index.cache.rows_read
+    lava = ["A volcano eruption sent lava down the slope.", "Lava cooled into basalt by the harbour."]
+    backend.write(lambda c: backend.index.add(c, vs, "volcano", "v.txt", chunks(*lava), {}))
+    assert ranked(backend.index) == ranked(HybridIndex())
+    assert backend.index.cache.rows_read - before == 2  # the new file's chunks, not the store's 122
+    backend.write(lambda c: backend.index.delete_file(c, vs, "bulk_2"))
+    backend.write(lambda c: backend.index.add(c, vs, "bulk_4", "b4.txt", chunks("Ledger four, rewritten."), {}))
+    got = ranked(backend.index)
+    assert got == ranked(HybridIndex()) and all(f != "bulk_2" for hits in got for f, _, _ in hits)
+    assert backend.index.cache.rows_read - before == 3  # and the re-indexed file's one chunk
+    for file_id in [f for f in bulk if f not in ("bulk_2", "bulk_4")]:  # most of the store changes: whole
+        backend.write(lambda c, f=file_id: backend.index.add(c, vs, f, f + ".txt", chunks(f"{f} anew."), {}))
+    assert ranked(backend.index) == ranked(HybridIndex())
+    backend.write(lambda c: backend.index.delete_store(c, vs))
+
+
+async def _pgvector_of(backend: Backend) -> str:
+    async with backend.db.read() as conn:
+        return "pgvector" if await backend.index._has_pgvector(conn) else ""
+
+
 def test_a_rolled_back_write_leaves_nothing(backend: Backend) -> None:
     vs = load(backend)
     backend.search([vs], "meteorite crater")  # cache the store

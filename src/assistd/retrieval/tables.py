@@ -3,7 +3,8 @@
 - ``retrieval_stores``: one row per indexed vector store; ``version`` is bumped in the same transaction as
   every write that changes the store's vectors, so any process can tell whether its in-memory vector
   matrix for that store is current with one indexed read.
-- ``retrieval_files``: one row per (store, file): its name and ``attributes`` (filters run on these).
+- ``retrieval_files``: one row per (store, file): its name, ``attributes`` (filters run on these) and the
+  ``generation`` of its current chunks.
 - ``retrieval_chunks``: chunk text, token count and the embedding as float32 little-endian bytes
   (L2-normalised). Dialect-specific companions, created by the migration and not declared here:
   SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers); PostgreSQL a
@@ -31,6 +32,9 @@ retrieval_files = Table(
     Column("file_id", String(64), primary_key=True),
     Column("file_name", Text, nullable=False),
     Column("attributes", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    # Random, new on every indexing of the file (0: indexed before migration 0005, unknown): what tells a
+    # process's cached vectors which files changed since it loaded them.
+    Column("generation", BigInteger, nullable=False, server_default="0"),
 )
 
 retrieval_chunks = Table(

@@ -64,8 +64,9 @@ class HybridIndex:
             raise ValueError("all embeddings of a file must have the same dimensions")
         await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
-                                                   "file_name": file_name, "attributes": attributes or {}},
-                           ["vector_store_id", "file_id"], ["file_name", "attributes"])
+                                                   "file_name": file_name, "attributes": attributes or {},
+                                                   "generation": secrets.randbits(62) + 1},
+                           ["vector_store_id", "file_id"], ["file_name", "attributes", "generation"])
         rows = [{"vector_store_id": vector_store_id, "file_id": file_id, "chunk_index": i, "text": ch.text,
                  "tokens": int(ch.tokens), "embedding": blob}
                 for i, (ch, blob) in enumerate(zip(chunks, blobs, strict=True))]

@@ -6,23 +6,31 @@ caller's transaction (docs/benchmarks.md). PostgreSQL without pgvector uses the 
 
 Consistency: a store's matrix is tagged with the store's ``version`` (``retrieval_stores``), which every
 write bumps inside its own transaction. A search reads the versions first (one indexed query) and
-reloads a store whose version changed — so a write committed by any process, or a rollback, is seen by
+refreshes a store whose version changed — so a write committed by any process, or a rollback, is seen by
 the next search, and a matrix is never newer-labelled-older (it is loaded *after* reading its version).
 Memory is bounded: least recently used stores are dropped past ``max_bytes``.
+
+Refresh: every indexing of a file gives it a new random ``generation`` (``retrieval_files``), so a changed
+store is refreshed by its files' generations: rows of files gone or re-indexed are dropped, the chunks of
+new or re-indexed files read, the rest kept — a file added to a 100k-chunk store costs reading that file,
+not the store. (Chunk ids alone could not tell: SQLite may give a deleted chunk's id to a new one.) A
+file's generation is read before its chunks, so a write landing in between is refreshed again next time.
+A store with a file of unknown generation (indexed before migration 0005), or mostly changed, is
+reloaded whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assistd.retrieval.tables import retrieval_chunks, retrieval_stores
+from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
 
 
 @dataclass
@@ -32,6 +40,7 @@ class StoreMatrix:
     file_codes: np.ndarray  # int32 index into ``files``
     files: list[str]
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
+    generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
 
     @property
     def nbytes(self) -> int:
@@ -52,6 +61,7 @@ class VectorCache:
         self.max_bytes = max_bytes
         self._stores: OrderedDict[tuple[str, str], StoreMatrix] = OrderedDict()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.rows_read = 0  # chunks read from the database so far (tests, benchmarks)
 
     def forget(self, db_key: str, vector_store_id: str) -> None:
         self._stores.pop((db_key, vector_store_id), None)
@@ -68,34 +78,74 @@ class VectorCache:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 cached = self._stores.get(key)
                 if cached is None or cached.version != version:
-                    cached = await self._load(conn, vector_store_id, version)
+                    cached = await self._refresh(conn, vector_store_id, version, cached)
                     self._stores[key] = cached
                     self._evict()
         self._stores.move_to_end(key)
         return cached
 
-    async def _load(self, conn: AsyncConnection, vector_store_id: str, version: int) -> StoreMatrix:
+    async def _refresh(self, conn: AsyncConnection, vector_store_id: str, version: int,
+                       cached: StoreMatrix | None) -> StoreMatrix:
+        f = retrieval_files.c
+        generations: dict[str, int] = dict((await conn.execute(  # read before the chunks (module docstring)
+            select(f.file_id, f.generation).where(f.vector_store_id == vector_store_id))).all())
+        if cached is None or 0 in generations.values() or 0 in cached.generations.values():
+            return _build(version, await self._rows(conn, vector_store_id, None), generations)
+        changed = [file_id for file_id, g in generations.items() if cached.generations.get(file_id) != g]
+        if 2 * len(changed) > len(generations):
+            return _build(version, await self._rows(conn, vector_store_id, None), generations)
+        new_rows = await self._rows(conn, vector_store_id, changed) if changed else []
+        row_bytes = cached.matrix.shape[1] * 4 if cached.matrix.size else None
+        if new_rows and any(len(r[2]) != row_bytes for r in new_rows):  # another embedder's, or a first
+            return _build(version, await self._rows(conn, vector_store_id, None), generations)
+        # Rows of files whose generation is unchanged stay; the re-read files' rows come after them.
+        kept = [i for i, file_id in enumerate(cached.files)
+                if file_id in generations and generations[file_id] == cached.generations.get(file_id)]
+        keep = np.isin(cached.file_codes, np.array(kept, np.int32))
+        recode = np.full(len(cached.files), -1, np.int32)
+        recode[np.array(kept, np.int64)] = np.arange(len(kept), dtype=np.int32)
+        files = [cached.files[i] for i in kept]
+        ids, codes, matrices = [cached.ids[keep]], [recode[cached.file_codes[keep]]], [cached.matrix[keep]]
+        if new_rows:
+            added = _build(version, new_rows, {})
+            ids.append(added.ids)
+            codes.append(added.file_codes + len(files))
+            matrices.append(added.matrix)
+            files += added.files
+        return StoreMatrix(version, np.concatenate(ids), np.concatenate(codes).astype(np.int32), files,
+                           np.concatenate(matrices), generations)
+
+    async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
+        """The chunks (id, file id, embedding) of the store — or of these of its files — in id order."""
         c = retrieval_chunks.c
-        rows = (await conn.execute(select(c.id, c.file_id, c.embedding).where(c.vector_store_id == vector_store_id)
-                                   .order_by(c.id))).all()
-        if not rows:
-            return StoreMatrix(version, np.zeros(0, np.int64), np.zeros(0, np.int32), [],
-                               np.zeros((0, 0), np.float32))
-        # All rows of a store come from one embedder; rows of another length (a store indexed before the
-        # embedder changed) are left out of vector search rather than mixed in.
-        dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
-        rows = [r for r in rows if len(r[2]) == dims]
-        files: dict[str, int] = {}
-        codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
-        matrix = np.frombuffer(b"".join(bytes(r[2]) for r in rows), "<f4").reshape(len(rows), dims // 4)
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        return StoreMatrix(version, ids, codes, list(files), matrix.astype(np.float32, copy=False))
+        stmt = select(c.id, c.file_id, c.embedding).where(c.vector_store_id == vector_store_id)
+        if file_ids is not None:
+            stmt = stmt.where(c.file_id.in_(file_ids))
+        rows = (await conn.execute(stmt.order_by(c.id))).all()
+        self.rows_read += len(rows)
+        return rows
 
     def _evict(self) -> None:
         total = sum(m.nbytes for m in self._stores.values())
         while total > self.max_bytes and len(self._stores) > 1:
             _, dropped = self._stores.popitem(last=False)
             total -= dropped.nbytes
+
+
+def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
+    """A matrix of ``rows`` (id, file id, embedding). All rows of a store come from one embedder; rows of
+    another length (a store indexed before the embedder changed) are left out of vector search rather than
+    mixed in."""
+    if not rows:
+        return StoreMatrix(version, np.zeros(0, np.int64), np.zeros(0, np.int32), [], np.zeros((0, 0), np.float32),
+                           dict(generations))
+    dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
+    rows = [r for r in rows if len(r[2]) == dims]
+    files: dict[str, int] = {}
+    codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
+    matrix = np.frombuffer(b"".join(bytes(r[2]) for r in rows), "<f4").reshape(len(rows), dims // 4)
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    return StoreMatrix(version, ids, codes, list(files), matrix.astype(np.float32, copy=False), dict(generations))
 
 
 def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str] | None) -> list[tuple[int, float]]:
