@@ -35,16 +35,27 @@ from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieva
 
 @dataclass
 class StoreMatrix:
+    """A store's vectors. ``ids``, ``file_codes`` and ``matrix`` are views of the first rows of buffers with
+    room to spare: a refresh appends new rows in place (a view already handed out never sees them) and marks
+    the rows of files gone or re-indexed ``dead`` rather than copying the rest; once a quarter of the rows
+    are dead, or the buffers are full, they are copied anew."""
+
     version: int
     ids: np.ndarray  # int64 chunk ids, one per row
     file_codes: np.ndarray  # int32 index into ``files``
     files: list[str]
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
     generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
+    dead: np.ndarray | None = None  # bool per row: a file since dropped (top_k skips them); None: none
 
     @property
     def nbytes(self) -> int:
-        return self.matrix.nbytes + self.ids.nbytes + self.file_codes.nbytes
+        return sum((a if a.base is None else a.base).nbytes for a in (self.matrix, self.ids, self.file_codes))
+
+    @property
+    def capacity(self) -> int:
+        """Rows the buffers hold (the views show the first ``len(ids)``)."""
+        return self.ids.base.shape[0] if self.ids.base is not None else self.ids.shape[0]
 
 
 def to_blob(embedding: Any) -> bytes:
@@ -98,22 +109,29 @@ class VectorCache:
         row_bytes = cached.matrix.shape[1] * 4 if cached.matrix.size else None
         if new_rows and any(len(r[2]) != row_bytes for r in new_rows):  # another embedder's, or a first
             return _build(version, await self._rows(conn, vector_store_id, None), generations)
-        # Rows of files whose generation is unchanged stay; the re-read files' rows come after them.
-        kept = [i for i, file_id in enumerate(cached.files)
-                if file_id in generations and generations[file_id] == cached.generations.get(file_id)]
-        keep = np.isin(cached.file_codes, np.array(kept, np.int32))
-        recode = np.full(len(cached.files), -1, np.int32)
-        recode[np.array(kept, np.int64)] = np.arange(len(kept), dtype=np.int32)
-        files = [cached.files[i] for i in kept]
-        ids, codes, matrices = [cached.ids[keep]], [recode[cached.file_codes[keep]]], [cached.matrix[keep]]
-        if new_rows:
-            added = _build(version, new_rows, {})
-            ids.append(added.ids)
-            codes.append(added.file_codes + len(files))
-            matrices.append(added.matrix)
-            files += added.files
-        return StoreMatrix(version, np.concatenate(ids), np.concatenate(codes).astype(np.int32), files,
-                           np.concatenate(matrices), generations)
+        # Rows of files gone or re-indexed are marked dead; the re-read files' rows are appended.
+        dropped = [i for i, file_id in enumerate(cached.files)
+                   if generations.get(file_id) != cached.generations.get(file_id)]
+        dead = cached.dead
+        if dropped:
+            gone = np.isin(cached.file_codes, np.array(dropped, np.int32))
+            dead = gone if dead is None else dead | gone
+        added = _build(version, new_rows, {})
+        n, k = len(cached.ids), len(added.ids)
+        if n + k > cached.capacity or cached.ids.base is None:
+            ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1])
+            ids[:n], codes[:n], matrix[:n] = cached.ids, cached.file_codes, cached.matrix
+        else:  # in place, past the rows the cached views show
+            ids, codes, matrix = cached.ids.base, cached.file_codes.base, cached.matrix.base
+        if k:
+            ids[n:n + k] = added.ids
+            codes[n:n + k] = added.file_codes + len(cached.files)
+            matrix[n:n + k] = added.matrix
+            if dead is not None:
+                dead = np.concatenate([dead, np.zeros(k, bool)])
+        store = StoreMatrix(version, ids[:n + k], codes[:n + k], cached.files + added.files, matrix[:n + k],
+                            generations, dead)
+        return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
     async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
         """The chunks (id, file id, embedding) of the store — or of these of its files — in id order."""
@@ -132,6 +150,12 @@ class VectorCache:
             total -= dropped.nbytes
 
 
+def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buffers for ``rows`` rows and room for about an eighth more."""
+    capacity = rows + rows // 8 + 64
+    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), np.float32)
+
+
 def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
     """A matrix of ``rows`` (id, file id, embedding). All rows of a store come from one embedder; rows of
     another length (a store indexed before the embedder changed) are left out of vector search rather than
@@ -141,11 +165,28 @@ def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreM
                            dict(generations))
     dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
     rows = [r for r in rows if len(r[2]) == dims]
+    n = len(rows)
     files: dict[str, int] = {}
-    codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
-    matrix = np.frombuffer(b"".join(bytes(r[2]) for r in rows), "<f4").reshape(len(rows), dims // 4)
-    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    return StoreMatrix(version, ids, codes, list(files), matrix.astype(np.float32, copy=False), dict(generations))
+    ids, codes, matrix = _buffers(n, dims // 4)
+    codes[:n] = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, n)
+    matrix[:n] = np.frombuffer(b"".join(bytes(r[2]) for r in rows), "<f4").reshape(n, dims // 4)
+    ids[:n] = np.fromiter((r[0] for r in rows), np.int64, n)
+    return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations))
+
+
+def _compacted(store: StoreMatrix) -> StoreMatrix:
+    """The store without its dead rows, in new buffers (and without the files left with no row)."""
+    live = np.flatnonzero(~store.dead) if store.dead is not None else np.arange(len(store.ids))
+    used = np.unique(store.file_codes[live])
+    recode = np.full(len(store.files), -1, np.int32)
+    recode[used] = np.arange(len(used), dtype=np.int32)
+    n = len(live)
+    ids, codes, matrix = _buffers(n, store.matrix.shape[1])
+    ids[:n] = store.ids[live]
+    codes[:n] = recode[store.file_codes[live]]
+    matrix[:n] = store.matrix[live]
+    return StoreMatrix(store.version, ids[:n], codes[:n], [store.files[i] for i in used], matrix[:n],
+                       store.generations)
 
 
 def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str] | None) -> list[tuple[int, float]]:
@@ -153,6 +194,8 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
     scores = store.matrix @ query
+    if store.dead is not None:
+        scores[store.dead] = -np.inf
     if allowed_files is not None:
         allowed = np.array([i for i, f in enumerate(store.files) if f in allowed_files], np.int32)
         scores = np.where(np.isin(store.file_codes, allowed), scores, -np.inf)
