@@ -7,6 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
+from tests.run_helpers import upstream_bodies
 from tests.spec import assert_schema
 
 DOCS = {
@@ -51,15 +52,29 @@ def test_results_page(client, store):
     assert top["content"] == [{"type": "text", "text": DOCS["mars.txt"][0]}]
     assert 0 <= top["score"] <= 1 and [i["score"] for i in page["data"]] == sorted(
         (i["score"] for i in page["data"]), reverse=True)
-    # rewrite_query is accepted; the query comes back as given (no model rewrites it)
-    page = page_of(client, store, query="acorns", rewrite_query=True)
-    assert page["search_query"] == ["acorns"] and page["data"][0]["filename"] == "oak.txt"
     # several queries: each searched, results merged
     page = page_of(client, store, query=["spores", "hottest atmosphere"])
     assert page["search_query"] == ["spores", "hottest atmosphere"]
     assert {"fern.txt", "venus.txt"} <= names(page)
     sdk = client.vector_stores.search(store, query="spores")
     assert sdk.data[0].filename == "fern.txt"
+
+
+def test_rewrite_query_searches_what_the_model_rewrote(client, store, upstream):
+    """ASSISTD_REWRITE_MODEL rewrites each query; the rewrites are searched and answered in search_query."""
+    question = "What do the big trees in my garden grow each autumn? [reply: oak acorns]"
+    page = page_of(client, store, query=question, rewrite_query=True)
+    assert page["search_query"] == ["oak acorns"] and page["data"][0]["filename"] == "oak.txt"
+    (body,) = upstream_bodies(upstream, "big trees in my garden")
+    assert body["model"] == "gpt-4o-mini" and body["messages"][0]["role"] == "system"
+    assert body["messages"][1] == {"role": "user", "content": question}
+    # A rewrite that fails is not the search's failure: the query is searched as given.
+    page = page_of(client, store, query="acorns [error: 400]", rewrite_query=True)
+    assert page["search_query"] == ["acorns [error: 400]"] and page["data"][0]["filename"] == "oak.txt"
+    # An unknown store is a 404 before any model is called.
+    with pytest.raises(openai.NotFoundError):
+        client.vector_stores.search("vs_unknown", query="never asked [reply: x]", rewrite_query=True)
+    assert upstream_bodies(upstream, "never asked") == []
 
 
 @pytest.mark.parametrize("filters,expected", [

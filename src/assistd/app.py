@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cache_watch = asyncio.create_task(_watch_cache(await bus.subscribe(CACHE_CHANNEL), step_cache))
         router = ModelRouter.from_settings(settings)
         app.state.settings = settings
+        app.state.router = router
         app.state.db = db
         app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
         # File ingestion jobs run beside runs (same lease scheme); the index/embedder live on app.state.

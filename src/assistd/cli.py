@@ -19,6 +19,7 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream (default http://127.0.0.1:8001/v1)
   ASSISTD_LLM_API_KEY    key sent to the upstream
   ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
+  ASSISTD_REWRITE_MODEL  the model rewriting vector store search queries (`rewrite_query`; default gpt-4o-mini)
   ASSISTD_EMBEDDINGS     local (default: all-MiniLM-L6-v2 on CPU) or upstream:MODEL
   ASSISTD_EMBEDDINGS_IDLE_SECONDS  the local embedding worker stops after this long unused (default 600; 0 = never)
   ASSISTD_DB_POOL_SIZE   database connections kept per process (default 10; as many again under load)

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
                             "`upstream:MODEL` (the upstream's /embeddings)")
     embeddings_idle_seconds: float = Field(600.0, ge=0, description="stop the local embedding worker (~370 MB) "
                                            "after this long unused; the next embedding starts it again (0: never)")
+    rewrite_model: str = Field("gpt-4o-mini", description="the model that rewrites vector store search queries "
+                               "(`rewrite_query: true`), routed like a run's model")
     models_file: Path | None = Field(None, description="TOML routing model names to upstreams")
     workers: int = Field(8, ge=0, description="concurrent runs executed by this process; 0 = API only")
     lease_seconds: float = Field(10.0, gt=0, description="a worker's claim on a run lapses this long after its "

@@ -24,7 +24,7 @@ from assistd.schemas.vector_stores import (
     SearchVectorStore,
     UpdateFileAttributes,
 )
-from assistd.services import vector_search
+from assistd.services import query_rewrite, vector_search
 from assistd.services import vector_store_files as file_service
 from assistd.services import vector_stores as service
 
@@ -96,12 +96,15 @@ async def delete_vector_store(vector_store_id: str, project: Project, db: DB) ->
 async def search_vector_store(vector_store_id: str, body: SearchVectorStore, request: Request, project: Project,
                               db: DB) -> Response:
     retrieval: vector_search.Retrieval = request.app.state.retrieval
-    hits = await vector_search.search(db, retrieval.index, retrieval.embedder(), project, [vector_store_id],
-                                      body.query, max_num_results=body.max_num_results, filters=body.filters,
-                                      ranking_options=body.ranking_options)
-    # `rewrite_query` is accepted, but no model rewrites the query here: `search_query` is always the
-    # query as given (which is what the hosted API answers with rewrite_query=false).
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
+    if body.rewrite_query:  # the queries searched, and answered in `search_query`, are the model's
+        async with db.read() as conn:  # an unknown store is a 404 before any model is called
+            await service.require_stores(conn, project, [vector_store_id], None)
+        settings = request.app.state.settings
+        queries = await query_rewrite.rewrite_all(request.app.state.router, settings.rewrite_model, queries)
+    hits = await vector_search.search(db, retrieval.index, retrieval.embedder(), project, [vector_store_id],
+                                      queries, max_num_results=body.max_num_results, filters=body.filters,
+                                      ranking_options=body.ranking_options)
     return json_response({"object": "vector_store.search_results.page", "search_query": queries,
                           "data": [vector_search.result_item(hit) for hit in hits],
                           "has_more": False, "next_page": None})
