@@ -46,7 +46,7 @@ def program(machine: str | None = None) -> bytes | None:
     if arch is None:
         return None
     audit_arch, clone, unshare, clone3 = arch
-    # (code, k, label if true, label if false): jumps name their targets, resolved to offsets below.
+    # (label, code, k, target if true, target if false): jumps name their targets, resolved to offsets below.
     steps: list[tuple[str | None, int, int, str | None, str | None]] = [
         (None, _LD_W_ABS, 4, None, None),                    # A = arch
         (None, _JEQ_K, audit_arch, None, "nosys"),           # another ABI (i386 via int 0x80…)
