@@ -65,10 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
                               retrieval=app.state.retrieval, code=app.state.code_interpreter)
             await pool.start()
-        # Runs past expires_at that nobody executes are ended by every process; a pool has its own sweeper.
-        sweeper = RunSweeper(db, bus, router) if pool is None else None
-        if sweeper is not None:
-            await sweeper.start()
+        sweeper = RunSweeper(db, bus, router)  # every process, API-only ones too (runner/sweeper.py)
+        await sweeper.start()
         app.state.auth = auth
         app.state.bus = bus
         app.state.pool = pool
@@ -80,8 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.ready = False
             if pool is not None:
                 await pool.stop()
-            if sweeper is not None:
-                await sweeper.stop()
+            await sweeper.stop()
             await app.state.code_interpreter.aclose()
             await app.state.ingestion.aclose()
             cache_watch.cancel()

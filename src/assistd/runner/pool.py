@@ -28,7 +28,6 @@ from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import HeadStart, RunExecutor
-from assistd.runner.sweeper import RunSweeper
 from assistd.services.runs import Lease
 from assistd.store.db import Database
 
@@ -45,7 +44,7 @@ class WorkerPool:
     def __init__(
         self, db: Database, bus: EventBus, router: ModelRouter, *, concurrency: int,
         lease_seconds: float = 10.0, heartbeat_seconds: float = 0.5, poll_seconds: float = 0.25,
-        sweep_seconds: float = 2.0, retrieval: Retrieval | None = None, code: CodeTool | None = None,
+        retrieval: Retrieval | None = None, code: CodeTool | None = None,
     ) -> None:
         """``retrieval``: the process's index and embedder, for the file_search tool (None: not offered);
         ``code``: the process's code_interpreter engine (None: not offered)."""
@@ -58,7 +57,6 @@ class WorkerPool:
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.poll_seconds = poll_seconds
-        self._sweeper = RunSweeper(db, bus, router, every=sweep_seconds)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
         # Slots held by leases (by id) of transactions not yet ended, with the executor of the run each
@@ -76,7 +74,6 @@ class WorkerPool:
         self._wake_sub = await self.bus.subscribe(WAKE_CHANNEL)
         self._loops = [asyncio.create_task(loop()) for loop in (self._claim_loop, self._heartbeat_loop,
                                                                    self._wake_loop)]
-        await self._sweeper.start()
 
     def wake(self) -> None:
         """A run became claimable in this process: look now rather than at the next poll."""
@@ -137,7 +134,6 @@ class WorkerPool:
         for loop in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
-        await self._sweeper.stop()
 
     # --- loops ---------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from assistd.config import Settings
 from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
+from assistd.runner.sweeper import RunSweeper
 from assistd.services import ingestion
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
@@ -37,13 +38,16 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    sweeper = RunSweeper(db, bus, router)
     await pool.start()
+    await sweeper.start()
     log.info("worker %s executing up to %d runs at once", pool.owner, concurrency)
     try:
         await stop.wait()
         log.info("stopping: finishing or releasing %d runs", pool.active)
     finally:
         await pool.stop()
+        await sweeper.stop()
         await code.aclose()
         await jobs.aclose()
         await router.aclose()
