@@ -26,7 +26,9 @@ MAX_TOKENS = 100
 
 
 async def rewrite(router: ModelRouter, model: str, query: str) -> str:
-    """The rewritten query, or ``query`` itself when the model gives none."""
+    """The rewritten query, or ``query`` itself when the model gives none (or there is nothing to rewrite)."""
+    if not query.strip():
+        return query
     request = ChatRequest(model=model, messages=[{"role": "system", "content": INSTRUCTIONS},
                                                  {"role": "user", "content": query}],
                           temperature=0, max_tokens=MAX_TOKENS)
@@ -44,8 +46,4 @@ async def rewrite(router: ModelRouter, model: str, query: str) -> str:
 
 
 async def rewrite_all(router: ModelRouter, model: str, queries: list[str]) -> list[str]:
-    return list(await asyncio.gather(*(rewrite(router, model, q) if q.strip() else _same(q) for q in queries)))
-
-
-async def _same(query: str) -> str:
-    return query
+    return list(await asyncio.gather(*(rewrite(router, model, q) for q in queries)))
