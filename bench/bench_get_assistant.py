@@ -9,7 +9,6 @@ ratio is what assistd's stack (FastAPI, auth, a database read) costs over the ba
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import tempfile
@@ -48,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as tmp, \
             harness.database(args.database_url, Path(tmp)) as db_url:
         with harness.assistd_server(db_url, data_dir=Path(tmp), ablate=args.ablate) as assistd:
-            status, _, body = harness.http_request(
-                "POST", assistd.url + "/v1/assistants", body=json.dumps(ASSISTANT).encode(),
-                headers={**auth, "Content-Type": "application/json"})
-            if status != 200:
-                raise RuntimeError(f"create assistant: {status} {body!r}")
-            path = f"/v1/assistants/{json.loads(body)['id']}"
+            path = f"/v1/assistants/{harness.create_assistant(assistd, auth, ASSISTANT)}"
             status, headers, raw = harness.http_request("GET", assistd.url + path, headers=auth)
             if status != 200:
                 raise RuntimeError(f"get assistant: {status} {raw!r}")

@@ -148,12 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             harness.dev_upstream(cpu=harness.LOAD_CPU) as upstream:
         env = {"ASSISTD_LLM_BASE_URL": upstream.url + "/v1", "ASSISTD_WORKERS": str(max(8, concurrency))}
         with harness.assistd_server(db_url, data_dir=Path(tmp), env=env) as assistd:
-            status, _, raw = harness.http_request(
-                "POST", assistd.url + "/v1/assistants", headers={**auth, "Content-Type": "application/json"},
-                body=orjson.dumps({"model": "gpt-4o-mini", "instructions": INSTRUCTIONS}))
-            if status != 200:
-                raise RuntimeError(f"create assistant: {status} {raw!r}")
-            assistant_id = orjson.loads(raw)["id"]
+            assistant_id = harness.create_assistant(assistd, auth, {"model": "gpt-4o-mini",
+                                                                     "instructions": INSTRUCTIONS})
             harness.pin_self_to_load_cpu()
             targets: list[tuple[str, str, Callable[[Connection, str], Awaitable[float]], dict[str, str]]] = [
                 (f"assistd {m}", assistd.url, assistd_stream if m == "stream" else assistd_poll, auth)

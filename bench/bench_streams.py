@@ -244,12 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {"ASSISTD_LLM_BASE_URL": upstream.url + "/v1", "ASSISTD_WORKERS": str(workers)}
         with harness.assistd_server(db_url, data_dir=Path(tmp), env=env) as assistd:
             assert assistd.proc is not None
-            status, _, raw = harness.http_request(
-                "POST", assistd.url + "/v1/assistants", headers={**auth, "Content-Type": "application/json"},
-                body=orjson.dumps({"model": "gpt-4o-mini", "instructions": INSTRUCTIONS}))
-            if status != 200:
-                raise RuntimeError(f"create assistant: {status} {raw!r}")
-            assistant_id = orjson.loads(raw)["id"]
+            assistant_id = harness.create_assistant(assistd, auth, {"model": "gpt-4o-mini",
+                                                                     "instructions": INSTRUCTIONS})
             harness.pin_self_to_load_cpu()
             print(f"# {db_url.split(':')[0]}; ASSISTD_WORKERS={workers}", flush=True)
 

@@ -148,6 +148,15 @@ class Server:
         self.stop()
 
 
+def create_assistant(server: Server, auth: dict[str, str], params: dict) -> str:
+    """POST /v1/assistants on a running assistd; the new assistant's id."""
+    status, _, raw = http_request("POST", server.url + "/v1/assistants", body=json.dumps(params).encode(),
+                                  headers={**auth, "Content-Type": "application/json"})
+    if status != 200:
+        raise RuntimeError(f"create assistant: {status} {raw!r}")
+    return json.loads(raw)["id"]
+
+
 def assistd_server(database_url: str, *, data_dir: Path, api_key: str = TEST_KEY,
                    env: dict[str, str] | None = None, ablate: str | None = None) -> Server:
     """``assistd serve`` (uvicorn, uvloop, httptools, no access log) on ``database_url`` with one static key;
