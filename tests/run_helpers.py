@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 from openai import OpenAI
 
-from tests.servers import ROOT, LiveProcess, pg_admin
+from tests.servers import ROOT, LiveProcess, free_port, pg_admin
 from tests.spec import assert_list, assert_schema, wire
 
 MODEL = "gpt-4o-mini"
@@ -178,6 +179,20 @@ def server_env(database_url: str, upstream: LiveProcess, data_dir: Any, **extra:
 
 def sdk(proc: LiveProcess) -> OpenAI:
     return OpenAI(base_url=f"{proc.url}/v1", api_key="sk-dev-anything", max_retries=0, timeout=30)
+
+
+def serve(env: dict[str, str]) -> LiveProcess:
+    """An ``assistd serve`` of its own (not yet started: ``with`` or ``.start()``)."""
+    port = free_port()
+    return LiveProcess(["serve", "--port", str(port)], port, env=env)
+
+
+def kill9(proc: LiveProcess) -> None:
+    """SIGKILL, as a crash: nothing of the process gets to clean up."""
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait(10)
+    proc.stop()  # closes its log
 
 
 class WorkerProcess(LiveProcess):

@@ -24,10 +24,12 @@ from tests.run_helpers import (
     check_run,
     check_step,
     fresh_database,
+    kill9,
     marker,
     messages_of,
     new_assistant,
     sdk,
+    serve,
     server_env,
     steps_of,
     text,
@@ -329,8 +331,6 @@ def test_code_interrupted_by_a_dead_server_runs_again_once_resumed(database_url,
     """A server killed while the model's code executes: the run resumes elsewhere (here: the restarted
     server) and executes the code again — at least once, as documented: its step is recorded once, with the
     second execution's outputs, and what the first one wrote in /mnt/data is still there."""
-    from tests.test_run_durability import kill9
-
     code = ("import os, time\n"
             "n = int(open('count').read()) if os.path.exists('count') else 0\n"
             "open('count', 'w').write(str(n + 1))\n"
@@ -339,8 +339,7 @@ def test_code_interrupted_by_a_dead_server_runs_again_once_resumed(database_url,
     data = tmp_path / "data"
     with fresh_database(database_url, tmp_path) as url:
         env = server_env(url, upstream, data, ASSISTD_LEASE_SECONDS="2")
-        port = free_port()
-        first = LiveProcess(["serve", "--port", str(port)], port, env=env).start()
+        first = serve(env).start()
         try:
             client = sdk(first)
             assistant = new_assistant(client, tools=[{"type": "code_interpreter"}])
@@ -350,8 +349,7 @@ def test_code_interrupted_by_a_dead_server_runs_again_once_resumed(database_url,
             wait_until(count.is_file, timeout=20, what="the code to start")
         finally:
             kill9(first)
-        port = free_port()
-        with LiveProcess(["serve", "--port", str(port)], port, env=env) as second:
+        with serve(env) as second:
             client = sdk(second)
             done = wait_run(client, thread.id, run.id, "completed", timeout=30)
             assert count.read_text() == "2"

@@ -4,7 +4,6 @@ next one, each file ``completed`` exactly once (no duplicate chunks), cancelled 
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import threading
 import time
@@ -16,8 +15,7 @@ from sqlalchemy import func, select
 from assistd.retrieval.tables import retrieval_chunks
 from assistd.store.db import Database
 from assistd.store.tables import jobs
-from tests.run_helpers import fresh_database, sdk, server_env, wait_until
-from tests.servers import LiveProcess, free_port
+from tests.run_helpers import fresh_database, kill9, sdk, serve, server_env, wait_until
 from tests.spec import assert_schema
 
 
@@ -63,11 +61,6 @@ def query(url: str, stmt):
     return asyncio.run(go())
 
 
-def serve(env: dict[str, str]) -> LiveProcess:
-    port = free_port()
-    return LiveProcess(["serve", "--port", str(port)], port, env=env)
-
-
 def test_killed_server_ingests_every_file_once_after_restart(database_url, upstream, black_hole, tmp_path):
     with fresh_database(database_url, tmp_path) as url:
         common = {"ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small", "ASSISTD_LEASE_SECONDS": "2"}
@@ -87,9 +80,7 @@ def test_killed_server_ingests_every_file_once_after_restart(database_url, upstr
         client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
         client.vector_stores.files.create(vector_store_id=store.id, file_id=ids["condor"])
         assert client.vector_stores.retrieve(store.id).file_counts.in_progress == 3
-        first.proc.send_signal(signal.SIGKILL)
-        first.proc.wait(10)
-        first.stop()
+        kill9(first)
 
         with serve(server_env(url, upstream, tmp_path, **common)) as second:
             client = sdk(second)

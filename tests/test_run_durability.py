@@ -34,11 +34,13 @@ from tests.run_helpers import (
     check_run,
     check_step,
     fresh_database,
+    kill9,
     marker,
     messages_of,
     new_assistant,
     new_thread,
     sdk,
+    serve,
     server_env,
     steps_of,
     text,
@@ -46,23 +48,10 @@ from tests.run_helpers import (
     wait_run,
     wait_until,
 )
-from tests.servers import LiveProcess, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 TOKENS = " ".join(["tok"] * 20)
-
-
-def serve(env: dict[str, str]) -> LiveProcess:
-    port = free_port()
-    return LiveProcess(["serve", "--port", str(port)], port, env=env)
-
-
-def kill9(proc: LiveProcess) -> None:
-    assert proc.proc is not None
-    proc.proc.send_signal(signal.SIGKILL)
-    proc.proc.wait(10)
-    proc.stop()  # closes its log
 
 
 def answering(client, upstream, m: str, thread_id: str, run_id: str):
