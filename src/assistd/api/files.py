@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from assistd.api.deps import DB, Project
 from assistd.api.multipart import MultipartReader
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.blobstore import BlobStore
 from assistd.errors import APIError, InvalidRequest, NotFound
@@ -33,7 +34,7 @@ from assistd.schemas.files import (
 from assistd.services import files as service
 from assistd.store.db import Database
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], route_class=ParsedBodyRoute)
 
 FORM_OVERHEAD_BYTES = 4 * 1024 * 1024  # boundaries, part headers, text fields: the body beyond the file
 DRAIN_SECONDS = 30.0
