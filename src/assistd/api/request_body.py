@@ -7,7 +7,7 @@
   Content-Type at all for an empty body). Every SDK and client in clients.md does; a browser page can only
   send a cross-site request without a CORS preflight with ``text/plain``, form or no types, so this shuts
   request forgery against a keyless local server.
-* The JSON is parsed once, here, with orjson (off the event loop when large), and handed to the route
+* The JSON is parsed once, here (``parse_json``; in a worker thread when large), and handed to the route
   through the scope (``ParsedBodyRoute``): FastAPI does not read or parse it again.
 
 Python's ``json`` module, which FastAPI would parse with, takes ``NaN``, ``Infinity`` and lone UTF-16
@@ -18,7 +18,9 @@ here instead of a 500 later.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -39,6 +41,7 @@ JSON_INVALID = (
 )
 PARSED_KEY = "assistd.json"  # scope key: (raw bytes, parsed value)
 PARSE_IN_THREAD_BYTES = 512 * 1024  # larger bodies are parsed in a worker thread
+_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 class BodyTooLarge(Exception):
@@ -102,10 +105,10 @@ class RequestBody:
         if body.strip():
             try:
                 if len(body) > PARSE_IN_THREAD_BYTES:
-                    value = await asyncio.to_thread(orjson.loads, body)
+                    value = await asyncio.to_thread(parse_json, body)
                 else:
-                    value = orjson.loads(body)
-            except orjson.JSONDecodeError:
+                    value = parse_json(body)
+            except (orjson.JSONDecodeError, ValueError, RecursionError):
                 await send_error(send, 400, JSON_INVALID)
                 return
             scope[PARSED_KEY] = (body, value)
@@ -197,6 +200,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON (no NaN, no lone surrogates, UTF-8) with Python's values: orjson turns integers beyond
+    64 bits into floats, so a body holding one (19 digits in a row, maybe inside a string) is read again by
+    ``json``, exact, as FastAPI would have; the routes' validation then words the range error."""
+    value = orjson.loads(body)
+    if _LONG_DIGITS.search(body):
+        value = json.loads(body)
+    return value
 
 
 class ParsedBodyRoute(APIRoute):
