@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _configure_logging(settings)
     _warn_about_exposure(settings, args.host)
+    _private_data_dir(settings)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -66,6 +67,15 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _private_data_dir(settings: Settings) -> None:
+    from assistd.private_files import private_dir, warn_if_shared
+
+    if settings.data_dir.exists():
+        warn_if_shared(settings.data_dir)
+    else:
+        private_dir(settings.data_dir)
 
 
 def _warn_about_exposure(settings: Settings, host: str) -> None:
@@ -86,6 +96,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _configure_logging(settings)
+    _private_data_dir(settings)
     if settings.database_url.startswith("sqlite"):
         print("assistd worker needs PostgreSQL: with SQLite, `assistd serve` executes runs itself")
         return 2
