@@ -39,6 +39,7 @@ JSON_INVALID = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
+JSON_PREFIX = "/v1/"  # the JSON API; other paths (the console) read their own bodies
 PARSED_KEY = "assistd.json"  # scope key: (raw bytes, parsed value)
 PARSE_IN_THREAD_BYTES = 512 * 1024  # larger bodies are parsed in a worker thread
 _LONG_DIGITS = re.compile(rb"\d{19}")
@@ -83,7 +84,7 @@ class RequestBody:
         if length is not None and length > self.max_bytes:
             await self._too_large(send, close=True)
             return
-        if scope["method"] != "POST":
+        if scope["method"] != "POST" or not scope["path"].startswith(JSON_PREFIX):  # e.g. the console's forms
             await self._pass_through(scope, receive, send, limit=self.max_bytes)
             return
         content_type = header(scope, b"content-type")
