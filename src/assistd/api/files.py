@@ -162,7 +162,8 @@ _DOWNLOAD_RESPONSE = {200: {"description": "The file's bytes, as an attachment",
                             "content": {"application/octet-stream": _BINARY}}}
 
 
-@router.get("/{file_id}/content", responses=_DOWNLOAD_RESPONSE)  # type: ignore[arg-type]
+@router.get("/{file_id}/content", response_class=StreamingResponse,
+            responses=_DOWNLOAD_RESPONSE)  # type: ignore[arg-type]
 async def download_file(file_id: str, request: Request, project: Project, db: DB) -> Response:
     file = await _get(request, db, project, file_id)
     if file["purpose"] in NOT_DOWNLOADABLE:
