@@ -19,6 +19,7 @@ request; a revoked key stops working (and a newly stored key ends dev mode) with
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import logging
@@ -91,6 +92,7 @@ class Authenticator:
         self._static_ids: dict[bytes, str] = {}
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._mode_checked = 0.0
+        self._refreshing = asyncio.Lock()
         self._mode = KeyMode.CLOSED  # until start() has looked
         self._announced: KeyMode | None = None
 
@@ -110,10 +112,12 @@ class Authenticator:
         if self._static:
             self._mode = KeyMode.KEYS
         elif time.monotonic() - self._mode_checked > CACHE_SECONDS:
-            async with self.db.read() as conn:
-                stored, active = await key_store.count_keys(conn)
-            self._mode = _mode(self._forced, stored=stored, active=active)
-            self._mode_checked = time.monotonic()
+            async with self._refreshing:  # one query for all the requests that found it stale
+                if time.monotonic() - self._mode_checked > CACHE_SECONDS:
+                    async with self.db.read() as conn:
+                        stored, active = await key_store.count_keys(conn)
+                    self._mode = _mode(self._forced, stored=stored, active=active)
+                    self._mode_checked = time.monotonic()
         if self._mode is not self._announced:
             self._announced = self._mode
             level, message = _ANNOUNCE[self._mode]
