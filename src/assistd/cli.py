@@ -28,6 +28,10 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_RUN_TTL_SECONDS runs expire this long after creation (default 600, as the hosted API)
   ASSISTD_REDIS_URL      redis://… carries run events between processes (default on PostgreSQL: LISTEN/NOTIFY)
   ASSISTD_MAX_BODY_BYTES largest JSON request body accepted (default 32 MiB)
+  ASSISTD_PARSE_MAX_BYTES documents may decompress to / yield at most this (default 256 MiB)
+  ASSISTD_PARSE_MAX_ENTRIES most entries of a zip-based document such as DOCX (default 10000)
+  ASSISTD_PARSE_TIMEOUT_SECONDS parsing one document is stopped after this long (default 120)
+  ASSISTD_PARSE_MEMORY_BYTES address-space limit of the process parsing a document (default 2 GiB)
   (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
 

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
                                  "last heartbeat; another worker then resumes the run")
     run_ttl_seconds: int = Field(600, ge=1, description="runs expire this long after creation (the API's 10 min)")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="largest JSON request body accepted")
+    parse_max_bytes: int = Field(256 * 1024**2, gt=0, description="an uploaded document may decompress to at "
+                                 "most this (a DOCX's parts, a PDF's streams) and yield at most this much text; "
+                                 "larger files fail with invalid_file (decompression bombs)")
+    parse_max_entries: int = Field(10_000, gt=0, description="most entries in a zip-based document (DOCX)")
+    parse_timeout_seconds: float = Field(120.0, gt=0, description="parsing one document (in a worker process) "
+                                         "is stopped after this long: the file fails with invalid_file")
+    parse_memory_bytes: int = Field(2 * 1024**3, gt=64 * 1024**2, description="address-space limit of the "
+                                    "process parsing one document")
     log_level: str = "info"
 
     @field_validator("api_keys", mode="before")
