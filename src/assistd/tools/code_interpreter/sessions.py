@@ -26,6 +26,7 @@ from pathlib import Path
 from assistd.tools.code_interpreter.output import OutputCapture
 from assistd.tools.code_interpreter.results import CodeInterpreterError
 from assistd.tools.code_interpreter.sandbox import Sandbox
+from assistd.tools.code_interpreter.spawn import KernelProcess, spawn
 
 CTRL_LIMIT = 32 * 1024**2  # a done frame carries the PNGs (base64): bounded by max_images x max_image_bytes
 OUTPUT_DRAIN_SECONDS = 2.0  # after the done frame, how long the logs may take to reach their sentinel
@@ -51,7 +52,7 @@ class Session:
         self.last_used = time.monotonic()
         self.cancelled = False
         self.started = False  # set by the engine once a kernel has run for this thread
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: KernelProcess | None = None
         self._ctrl: asyncio.StreamReader | None = None
         self._ctrl_transport: asyncio.BaseTransport | None = None
         self._kernel_pid: int | None = None
@@ -83,12 +84,9 @@ class Session:
         if not self.sandbox.enabled:
             env = self.sandbox.environment(str(self.workdir))
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=[fd for fd in (ctrl_w, info_w, filter_fd) if fd is not None],
-                cwd=self.workdir, env=env, start_new_session=True,  # its own process group, for kill
-            )
+            # only these descriptors (and 0, 1, 2) reach bwrap, and so the sandbox: see spawn.py
+            self._proc = await spawn(argv, pass_fds=[fd for fd in (ctrl_w, info_w, filter_fd) if fd is not None],
+                                     cwd=self.workdir, env=env)
         except OSError as exc:
             for fd in (ctrl_r, info_r):
                 if fd is not None:
@@ -256,9 +254,7 @@ class Session:
             os.close(self._pidfd)
             self._pidfd = None
         if proc is not None and proc.returncode is not None:
-            # close the pipes now rather than in a finalizer that may run after the loop is closed
-            with contextlib.suppress(Exception):
-                proc._transport.close()  # type: ignore[attr-defined]
+            proc.close()
         if self._ctrl_transport is not None:
             self._ctrl_transport.close()
         if self._pump is not None and not self._pump.done():
@@ -268,7 +264,7 @@ class Session:
             self._pump.cancel()
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, seconds: float) -> None:
+async def _wait_exit(proc: KernelProcess, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await proc.wait()
