@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,64 @@ def test_only_the_kernels_descriptors_exist_inside_the_sandbox(client) -> None:
         assert extra == ["/dev/null", "pipe:", "pipe:"], fds
         pipes = [target for target, _ in fds.values() if target.startswith("pipe:")]
         assert len(set(pipes)) == len(pipes) - 1, fds  # only 1 and 2 share a pipe
+
+
+@pytest.fixture(scope="module")
+def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An engine whose sessions may hold 384 MiB together, each process 512 MiB."""
+    from tests.test_code_interpreter_engine import Runner, require_sandbox
+
+    runner = Runner(tmp_path_factory.mktemp("tight"), memory_bytes=512 * MiB, session_memory_bytes=384 * MiB,
+                    max_processes=32, tmp_bytes=256 * MiB, timeout_seconds=60)
+    require_sandbox(runner)
+    cgroups = runner.engine.sandbox.cgroups()
+    if not cgroups.available:
+        runner.close()
+        pytest.skip(f"no per-session cgroups here: {cgroups.reason}")
+    yield runner
+    runner.close()
+
+
+FORK_AND_HOLD = """
+import os, select
+r, w = os.pipe()
+hold_r, hold_w = os.pipe()
+kids, dead, ready = [], {}, 0
+for i in range(3):
+    pid = os.fork()
+    if pid == 0:
+        os.close(r); os.close(hold_w)
+        data = b"x" * (200 << 20)  # written, so really held
+        os.write(w, b"1")
+        os.read(hold_r, 1)  # held until the parent lets go
+        os._exit(0)
+    kids.append(pid)
+os.close(w); os.close(hold_r)
+while ready + len(dead) < 3:  # each child is either holding its 200 MiB or dead
+    if select.select([r], [], [], 0.05)[0]:
+        ready += len(os.read(r, 3))
+    for pid in kids:
+        if pid not in dead and os.waitpid(pid, os.WNOHANG)[0]:
+            dead[pid] = True
+os.close(hold_w)
+print("holding together:", ready - len(dead))
+"""
+
+
+def test_forked_children_share_the_session_memory_limit(tight: Any) -> None:
+    r = tight.exec("forks", FORK_AND_HOLD)
+    if r.error is not None:  # the kernel itself was the one killed
+        assert "memory limit of 384 MiB" in r.error, (r.error, r.logs)
+    else:
+        held = int(r.logs.split("holding together:")[1].split()[0])
+        assert held < 2, r.logs  # 3 x 200 MiB fit per process, but not together
+    assert tight.exec("forks", "print('alive')").logs == "alive\n"  # a session again, fresh or not
+
+
+def test_the_sessions_tmp_counts_in_its_memory(tight: Any) -> None:
+    code = ("for n in range(4):  # files of 50 MiB: under the file size limit\n"
+            "    with open(f'/tmp/fill{n}', 'wb') as f:\n"
+            "        f.write(b'x' * (50 << 20))\n"
+            "held = b'y' * (250 << 20)\nprint('both fit')")
+    r = tight.exec("tmpfill", code)
+    assert "both fit" not in r.logs and r.error is not None and "memory limit" in r.error, (r.error, r.logs)

@@ -22,6 +22,11 @@ there avoids ``preexec_fn`` in a threaded server. Hard limits, so the code canno
 As root, ``--disable-userns`` is not available (it needs bwrap's own user namespace): a seccomp filter
 (seccomp.py) refuses new user namespaces instead.
 
+Memory and processes are also bounded per session, all processes and the /tmp tmpfs together, by a cgroup
+per session where cgroups can be used (cgroups.py); elsewhere only per process.
+
+Descriptors: the kernel is started by spawn.py, so only its pipes reach the sandbox.
+
 Known gaps: /mnt/data is on the host's disk with no quota (each file is capped by RLIMIT_FSIZE, not their
 number). The kernel reaps what the code leaves running after each execution, so nothing runs between
 executions.
@@ -30,6 +35,7 @@ executions.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -38,8 +44,11 @@ import tempfile
 from pathlib import Path
 
 from assistd.tools.code_interpreter import seccomp
+from assistd.tools.code_interpreter.cgroups import Cgroups
 from assistd.tools.code_interpreter.results import SandboxUnavailable
 from assistd.tools.code_interpreter.settings import CodeInterpreterSettings
+
+log = logging.getLogger("assistd.code_interpreter")
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
 KERNEL_MOUNT = "/opt/assistd-kernel"
@@ -79,6 +88,15 @@ class Sandbox:
         self.enabled = settings.sandbox == "bwrap"
         self.python, self.prefixes = python_prefixes(settings.python or Path(sys.executable))
         self._verdict: str | None = None  # "" = usable, else why not
+        self._cgroups: Cgroups | None = None
+
+    def cgroups(self) -> Cgroups:
+        """The per-session cgroups (probed on first use; blocking: call from a thread)."""
+        if self._cgroups is None:
+            s = self.settings
+            self._cgroups = Cgroups(s.cgroup, s.session_memory_bytes, s.max_processes)
+            log.info("code_interpreter sessions: %s", self._cgroups.describe())
+        return self._cgroups
 
     def check(self) -> None:
         """Raise :class:`SandboxUnavailable` (with the reason) unless kernels can be started here."""
