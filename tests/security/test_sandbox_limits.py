@@ -138,3 +138,29 @@ def test_the_sessions_tmp_counts_in_its_memory(tight: Any) -> None:
             "held = b'y' * (250 << 20)\nprint('both fit')")
     r = tight.exec("tmpfill", code)
     assert "both fit" not in r.logs and r.error is not None and "memory limit" in r.error, (r.error, r.logs)
+
+
+WRITABLE = """
+import os
+for p in ('/', '/dev', '/dev/shm', '/tmp', '/mnt/data'):
+    try:
+        open(os.path.join(p, 'probe'), 'w').close()
+        size = os.statvfs(p).f_blocks * os.statvfs(p).f_frsize
+        print(p, 'writable', size)
+    except OSError as exc:
+        print(p, exc.strerror)
+"""
+
+
+def test_ram_backed_filesystems_are_bounded_and_the_rest_read_only(tmp_path) -> None:
+    from tests.test_code_interpreter_engine import Runner, require_sandbox
+
+    runner = Runner(tmp_path, tmp_bytes=8 * MiB)
+    require_sandbox(runner)
+    try:
+        lines = dict(line.split(" ", 1) for line in runner.exec("fs", WRITABLE).logs.splitlines())
+    finally:
+        runner.close()
+    assert lines["/"] == lines["/dev"] == "Read-only file system", lines  # tmpfs too, unbounded
+    assert lines["/tmp"] == lines["/dev/shm"] == f"writable {8 * MiB}", lines
+    assert lines["/mnt/data"].startswith("writable"), lines

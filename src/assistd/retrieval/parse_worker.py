@@ -17,41 +17,38 @@ stdout = one JSON line ``{"ok": true}`` then the text as UTF-8, or ``{"ok": fals
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
-import os
 import resource
 import signal
 import subprocess
 import sys
 import traceback
-from pathlib import Path
 
 from assistd.retrieval.parse_limits import ParseLimits, size
 from assistd.retrieval.parsing import InvalidFile, ParseError, UnsupportedFile, parse
 
 log = logging.getLogger("assistd.parsing")
 
-_SRC = str(Path(__file__).resolve().parents[2])  # the directory holding the assistd package
 _ERRORS = {"invalid_file": InvalidFile, "unsupported_file": UnsupportedFile}
 
 
 async def parse_isolated(data: bytes, filename: str, content_type: str | None, limits: ParseLimits) -> str:
     """``parsing.parse`` in a worker process bounded in memory, CPU and wall-clock time."""
+    import asyncio  # here: the worker itself starts faster without it
+
     return await asyncio.to_thread(_run_worker, data, filename, content_type, limits)
 
 
 def _run_worker(data: bytes, filename: str, content_type: str | None, limits: ParseLimits) -> str:
     header = json.dumps({"filename": filename, "content_type": content_type,
                          "limits": dataclasses.asdict(limits)}).encode() + b"\n"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)}
     # subprocess (not the event loop's machinery: uvloop ignores close_fds) from a thread: the worker
-    # inherits none of the server's descriptors.
+    # inherits none of the server's descriptors. cwd /: nothing in the server's directory shadows a module.
     proc = subprocess.Popen([sys.executable, "-B", "-m", "assistd.retrieval.parse_worker"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, close_fds=True, start_new_session=True)
+                            cwd="/", close_fds=True, start_new_session=True)
     try:
         assert proc.stdin is not None
         proc.stdin.write(header)  # well under a pipe's buffer; then the bytes, without a joined copy

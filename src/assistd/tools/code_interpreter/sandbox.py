@@ -1,8 +1,9 @@
 """How a kernel process is started: the bubblewrap command line, its environment and resource limits.
 
 Inside the sandbox a kernel sees: /usr (and the /lib, /bin… links), the Python it runs (read-only), the
-kernel's own code at /opt/assistd-kernel, a private /proc, a minimal /dev, a private size-limited /tmp, and
-its thread's directory at /mnt/data — nothing else of the host (no /etc/shadow, no /home, no data dir).
+kernel's own code at /opt/assistd-kernel, a private /proc, a minimal read-only /dev, a private size-limited
+/tmp and /dev/shm, and its thread's directory at /mnt/data — nothing else of the host (no /etc/shadow, no
+/home, no data dir).
 Namespaces: new network (no interface but its own loopback: no route anywhere, the host's 127.0.0.1
 included), PID (host processes cannot be seen or signalled), IPC, UTS and, where possible, cgroup.
 
@@ -178,7 +179,14 @@ class Sandbox:
                 args += ancestors(str(prefix)) + ["--ro-bind", str(prefix), str(prefix)]
         args += ancestors(KERNEL_MOUNT) + ["--ro-bind", str(KERNEL_DIR), KERNEL_MOUNT]
         args += ["--proc", "/proc", "--dev", "/dev"]
+        # /dev/shm (POSIX shared memory, multiprocessing's semaphores) on a bounded tmpfs of its own: on
+        # bwrap's /dev it would be unbounded RAM, and writable where bwrap runs unprivileged
+        args += ["--perms", "1777", "--size", str(self.settings.tmp_bytes), "--tmpfs", "/dev/shm"]
         args += ancestors("/mnt/data") + ["--bind", str(workdir), "/mnt/data"]
+        # the root and /dev are tmpfs too (unbounded, and owned by the sandbox's uid in a user namespace):
+        # read-only once every mount point exists, so /tmp, /dev/shm and /mnt/data are the only places
+        # the code can write
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         args += ["--clearenv"]
         for key, value in self.environment("/mnt/data").items():
             args += ["--setenv", key, value]
