@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import traceback
+from typing import BinaryIO
 
 from assistd.retrieval.parse_limits import ParseLimits, size
 from assistd.retrieval.parsing import InvalidFile, ParseError, UnsupportedFile, parse
@@ -68,11 +69,11 @@ def _run_worker(data: bytes, filename: str, content_type: str | None, limits: Pa
     except ValueError:
         answer = None
     if isinstance(answer, dict) and answer.get("ok") is True and proc.returncode == 0:
-        return rest.decode("utf-8")
+        return rest.decode("utf-8", "replace")
     if isinstance(answer, dict) and answer.get("ok") is False:
         if answer.get("detail"):
             log.debug("parser error on %s:\n%s", filename, answer["detail"])
-        raise _ERRORS.get(answer.get("code"), InvalidFile)(str(answer.get("message")))
+        raise _ERRORS.get(str(answer.get("code")), InvalidFile)(str(answer.get("message")))
     # no answer: killed by a limit (SIGKILL at the hard CPU limit, SIGSEGV…) or the interpreter failed
     signum = -proc.returncode if proc.returncode < 0 else 0
     if signum in (signal.SIGKILL, signal.SIGXCPU):
@@ -91,11 +92,12 @@ def _limit_self(limits: ParseLimits) -> None:
         resource.setrlimit(getattr(resource, "RLIMIT_" + name), (value, value))
 
 
-def _answer(out: object, header: dict, text: str | None = None) -> None:
-    out.write(json.dumps(header).encode() + b"\n")  # type: ignore[attr-defined]
+def _answer(out: BinaryIO, header: dict, text: str | None = None) -> None:
+    out.write(json.dumps(header).encode() + b"\n")
     if text is not None:
-        out.write(text.encode("utf-8", "surrogatepass"))  # type: ignore[attr-defined]
-    out.flush()  # type: ignore[attr-defined]
+        # "replace": a lone surrogate (JSON's "\\ud800") becomes "?" rather than an error
+        out.write(text.encode("utf-8", "replace"))
+    out.flush()
 
 
 def main() -> None:
