@@ -196,3 +196,17 @@ def test_text_formats_are_bounded() -> None:
         parse(b"[" * 100_000 + b"]" * 100_000, "deep.json", None)
     with pytest.raises(InvalidFile, match="CSV"):
         parse(b'a,"' + b"x" * 200_000 + b'"\n', "wide.csv", None)
+
+
+def test_docx_with_an_xml_entity_bomb_fails_as_invalid() -> None:
+    """A billion laughs in the document part: libxml2 refuses the amplification, python-docx resolves no
+    entities; either way nothing expands (in-process: the worker only adds bounds)."""
+    parts = docx_parts("x")
+    entities = b'<!ENTITY a "aaaaaaaaaa">' + b"".join(
+        b'<!ENTITY %s "%s">' % (chr(98 + i).encode(), b"&%s;" % chr(97 + i).encode() * 10) for i in range(9))
+    doc = parts["word/document.xml"]
+    body = doc[doc.index(b"<w:document"):].replace(b">x<", b">&j;<")
+    parts["word/document.xml"] = b'<?xml version="1.0"?><!DOCTYPE w:document [' + entities + b"]>" + body
+    data = raw_zip([(name, d, zlib.crc32(d), len(d), 0) for name, d in parts.items()])
+    with pytest.raises(InvalidFile):
+        parse(data, "laughs.docx", None)
