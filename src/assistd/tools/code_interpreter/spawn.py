@@ -1,8 +1,9 @@
 """Starting a kernel process with exactly the descriptors it is given, under any event loop.
 
-Why not ``asyncio.create_subprocess_exec``: under uvloop (the server's loop) ``close_fds`` is ignored, and a
-descriptor that happens to be inheritable at that moment — another session's pipe being passed to its own
-bwrap, a socket of the server — would pass through bwrap into the sandbox. ``subprocess.Popen`` closes
+Why not ``asyncio.create_subprocess_exec``: under uvloop (the server's loop) ``close_fds`` is ignored, and
+whatever is inheritable at that moment — copies of the socketpairs uvloop makes for the child's stdio,
+another session's pipes being passed to its own bwrap — passes through bwrap into the sandbox (seen: three
+extra sockets and a pipe inside). ``subprocess.Popen`` closes
 every descriptor but 0, 1, 2 and ``pass_fds`` in the child (``close_fds=True``), whatever the loop; it runs
 in a thread since forking a large server takes a while. The pipes are then handed to the loop as streams,
 and the exit is awaited on a pidfd (no thread per live kernel; a 0.1 s poll where pidfds are missing).
