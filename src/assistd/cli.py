@@ -33,6 +33,10 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_HEADER_TIMEOUT_SECONDS  a connection must send a complete request head this soon after connecting
                          or after its previous response, or it is closed (default 10)
   ASSISTD_BODY_TIMEOUT_SECONDS  a request body that sends nothing for this long is dropped with 408 (default 30)
+  ASSISTD_PARSE_MAX_BYTES documents may decompress to / yield at most this (default 256 MiB)
+  ASSISTD_PARSE_MAX_ENTRIES most entries of a zip-based document such as DOCX (default 10000)
+  ASSISTD_PARSE_TIMEOUT_SECONDS parsing one document is stopped after this long (default 120)
+  ASSISTD_PARSE_MEMORY_BYTES address-space limit of the process parsing a document (default 2 GiB)
   (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
 

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
                                           "(line and headers) this soon after connecting or after its last response")
     body_timeout_seconds: float = Field(30.0, gt=0, description="a request body that sends nothing for this long "
                                         "is dropped (408)")
+    parse_max_bytes: int = Field(256 * 1024**2, gt=0, description="an uploaded document may decompress to at "
+                                 "most this (a DOCX's parts, a PDF's streams) and yield at most this much text; "
+                                 "larger files fail with invalid_file (decompression bombs)")
+    parse_max_entries: int = Field(10_000, gt=0, description="most entries in a zip-based document (DOCX)")
+    parse_timeout_seconds: float = Field(120.0, gt=0, description="parsing one document (in a worker process) "
+                                         "is stopped after this long: the file fails with invalid_file")
+    parse_memory_bytes: int = Field(2 * 1024**3, gt=64 * 1024**2, description="address-space limit of the "
+                                    "process parsing one document")
     log_level: str = "info"
 
     @field_validator("dev_mode", mode="before")
