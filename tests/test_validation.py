@@ -152,7 +152,7 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     *[(f"{path} file_ids 21", path, body(tool_resources={"code_interpreter": {"file_ids": ["f"] * 21}}),
        "tool_resources.code_interpreter.file_ids")
       for path, body in [(A, asst), (T, dict), (MOD_A, dict), (MOD_T, dict)]],
-    *[(f"{path} vector_store_ids 1", path, body(tool_resources={"file_search": {"vector_store_ids": ["vs"]}}),
+    *[(f"{path} vector_store_ids 1", path, body(tool_resources={"file_search": {"vector_store_ids": ["<store>"]}}),
        None) for path, body in [(A, asst), (T, dict), (MOD_A, dict), (MOD_T, dict)]],
     *[(f"{path} vector_store_ids 2", path,
        body(tool_resources={"file_search": {"vector_store_ids": ["vs1", "vs2"]}}),
@@ -206,12 +206,14 @@ def objects_a(client) -> dict[str, str]:
         "t": t.id,
         "m": client.beta.threads.messages.list(t.id).data[0].id,
         "file": client.files.create(file=("v.txt", b"v"), purpose="assistants").id,  # file ids must exist
+        "store": client.vector_stores.create(name="limits").id,  # … and store ids
     }
 
 
 @pytest.mark.parametrize(("path", "body", "param"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_limit(http, objects_a, path, body, param):
-    body = json.loads(json.dumps(body).replace('"<file>"', json.dumps(objects_a["file"])))
+    text = json.dumps(body).replace('"<file>"', json.dumps(objects_a["file"]))
+    body = json.loads(text.replace('"<store>"', json.dumps(objects_a["store"])))
     r = http.post(path.format(**objects_a), json=body)
     if param is None:
         assert r.status_code == 200, r.text

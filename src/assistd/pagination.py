@@ -26,8 +26,10 @@ class PageParams:
 def parse_page_params(
     limit: str | None, order: str | None, after: str | None, before: str | None
 ) -> PageParams:
-    """Validate raw query values; the messages say what the hosted API said."""
-    if limit is None or limit == "":
+    """Validate raw query values; the messages say what the hosted API said.
+
+    An empty value (``limit=``) is not an integer nor one of the orders: a 400, like any other."""
+    if limit is None:
         n = 20
     else:
         try:
@@ -44,7 +46,7 @@ def parse_page_params(
                 f"but got {n} instead.",
                 param="limit",
             )
-    if order in (None, ""):
+    if order is None:
         order = "desc"
     if order not in ("asc", "desc"):
         raise InvalidRequest(

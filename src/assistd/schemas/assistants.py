@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from assistd.schemas.common import (
+    NewToolResources,
     ReasoningEffort,
     ResponseFormat,
     Temperature,
@@ -29,7 +30,7 @@ class CreateAssistant(WithMetadata):
     instructions: Instructions | None = None
     reasoning_effort: ReasoningEffort | None = None
     tools: Tools | None = None
-    tool_resources: ToolResources | None = None
+    tool_resources: NewToolResources | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
     response_format: ResponseFormat | None = None

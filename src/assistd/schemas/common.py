@@ -8,13 +8,61 @@ with ``None`` checks, never a bare default.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+# Every integer field has a documented upper bound (README, Security): counts and token limits are at most
+# INT32_MAX (what the hosted API and our columns hold); integers inside free-form JSON and attributes fit
+# in 64 bits. tests/security/test_input_bounds.py checks that every integer field of every body has one.
+INT32_MAX = 2**31 - 1
 
-class Strict(BaseModel):
+# Characters no string may hold: PostgreSQL's text and JSONB refuse NUL, and an unpaired UTF-16 surrogate
+# ("\ud800" in JSON) is not Unicode at all (orjson, asyncpg and the upstream refuse it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_path(value: Any) -> str | None:
+    """The param path (``messages[0].content``) of the first string, key or value, that cannot be stored."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                return path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    return path or where
+                stack.append((child, where))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+class _Storable(BaseModel):
+    """Every request body is checked whole, before its fields, for strings that cannot be stored.
+
+    One place for every field (names, instructions, metadata, content, tool outputs, function schemas,
+    attributes, filters, queries …), so a field added later is covered too. A nested model checks its own
+    part again (cheap: the body's check has already passed)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        path = unstorable_path(data)
+        if path is not None:
+            shown = _UNSTORABLE.sub("?", path)[:200]
+            raise PydanticCustomError(
+                "openai", "Invalid '{param}': strings may not contain the NUL character (\\u0000) or an "
+                "unpaired UTF-16 surrogate.", {"param": shown})
+        return data
+
+
+class Strict(_Storable):
     """Base for request bodies: unknown keys are an error, as in the hosted API.
 
     Strict types too: ``"1"`` is not a number nor ``1`` a boolean (the hosted API answered 400)."""
@@ -22,10 +70,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Nested(BaseModel):
-    """Base for nested shapes the spec leaves open: unknown keys are dropped, not refused."""
+class Nested(_Storable):
+    """Base for nested shapes: unknown keys are an error too (``tools[0].bogus``), as at the top level.
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    No client in ../shared/spec/clients.md sends keys the spec does not name in these shapes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # Free-form JSON (function parameters, JSON schemas) is stored and echoed with orjson, which refuses
@@ -120,8 +170,9 @@ class RankingOptions(Nested):
 
 
 class FileSearchSettings(Nested):
-    max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
-    ranking_options: RankingOptions | None = None
+    # Not nullable in the spec (AssistantToolsFileSearch): an explicit null is a 400; omitted means default.
+    max_num_results: Annotated[int, Field(ge=1, le=50)] = None  # type: ignore[assignment]
+    ranking_options: RankingOptions = None  # type: ignore[assignment]
 
 
 class FileSearchTool(Nested):
@@ -156,7 +207,20 @@ class AutoChunking(Strict):
 
 class StaticChunkingParams(Strict):
     max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
-    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+    chunk_overlap_tokens: Annotated[int, Field(ge=0, le=2048)]
+
+    @model_validator(mode="after")
+    def _overlap(self) -> StaticChunkingParams:
+        # The spec's prose rule, wherever a chunking strategy is given (stores, batches, helpers).
+        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
+            raise PydanticCustomError(
+                "openai",
+                "Invalid 'static.chunk_overlap_tokens': must not exceed half of max_chunk_size_tokens ({limit}), "
+                "but got {value}.",
+                {"limit": self.max_chunk_size_tokens // 2, "value": self.chunk_overlap_tokens,
+                 "param": "static.chunk_overlap_tokens"},
+            )
+        return self
 
 
 class StaticChunking(Strict):
@@ -179,8 +243,26 @@ class FileSearchResources(Nested):
 
 
 class ToolResources(Nested):
+    """``tool_resources`` of a modify (assistant, thread): ``file_search`` may name no store."""
+
     code_interpreter: CodeInterpreterResources | None = None
     file_search: FileSearchResources | None = None
+
+
+class NewFileSearchResources(FileSearchResources):
+    @model_validator(mode="after")
+    def _one_source(self) -> NewFileSearchResources:
+        # The spec's create shapes: oneOf required vector_store_ids / required vector_stores.
+        if self.vector_store_ids is None and self.vector_stores is None:
+            raise PydanticCustomError("openai", "Missing required parameter: 'file_search.vector_store_ids'.",
+                                      {"param": "file_search.vector_store_ids"})
+        return self
+
+
+class NewToolResources(ToolResources):
+    """``tool_resources`` of a create (assistant, thread, thread-and-run)."""
+
+    file_search: NewFileSearchResources | None = None
 
 
 # --- response format -----------------------------------------------------------------------------------
@@ -199,7 +281,7 @@ class JsonSchemaSpec(Nested):
     schema_: JSONObject | None = Field(default=None, alias="schema")
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 class JsonSchemaFormat(Nested):

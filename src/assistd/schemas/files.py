@@ -113,7 +113,7 @@ class CreateFileForm:
 
 
 def parse_list_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return LIST_LIMIT_MAX
     try:
         n = int(raw)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from assistd.schemas.common import AttachmentTool, Nested, WithMetadata
 
@@ -19,8 +21,22 @@ class ImageFilePart(Nested):
     image_file: ImageFile
 
 
+# Image urls are passed to the upstream model, which may fetch them: only web urls, and inline images as
+# base64 data urls of the spec's image types (chat completions upstreams take these; nothing is fetched).
+_WEB_URL = re.compile(r"https?://[^\s/?#]+\S*", re.IGNORECASE)
+_DATA_URL = re.compile(r"data:image/(png|jpeg|jpg|gif|webp);base64,[A-Za-z0-9+/=\s]+", re.IGNORECASE)
+
+
+def check_image_url(url: str) -> str:
+    if not (_WEB_URL.fullmatch(url) or _DATA_URL.fullmatch(url)):
+        raise PydanticCustomError(
+            "openai", "Invalid 'url': expected an http or https url, or a data url of a base64 png, jpeg, gif "
+            "or webp image.", {"param": "url"})
+    return url
+
+
 class ImageUrl(Nested):
-    url: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(min_length=1), AfterValidator(check_image_url)]
     detail: Literal["auto", "low", "high"] | None = None
 
 

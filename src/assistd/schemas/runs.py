@@ -8,13 +8,14 @@ from pydantic import Field
 
 from assistd.schemas.assistants import Instructions
 from assistd.schemas.common import (
+    INT32_MAX,
     Nested,
+    NewToolResources,
     ReasoningEffort,
     ResponseFormat,
     Strict,
     Temperature,
     Tool,
-    ToolResources,
     TopP,
     WithMetadata,
 )
@@ -22,12 +23,12 @@ from assistd.schemas.messages import CreateMessage
 from assistd.schemas.threads import CreateThread
 
 RunTools = Annotated[list[Tool], Field(max_length=20)]
-TokenLimit = Annotated[int, Field(ge=256)]
+TokenLimit = Annotated[int, Field(ge=256, le=INT32_MAX)]
 
 
 class Truncation(Nested):
     type: Literal["auto", "last_messages"]
-    last_messages: Annotated[int, Field(ge=1)] | None = None
+    last_messages: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
 
 
 class NamedFunction(Nested):
@@ -68,7 +69,7 @@ class CreateRun(RunOptions):
 
 class CreateThreadAndRun(RunOptions):
     thread: CreateThread | None = None
-    tool_resources: ToolResources | None = None
+    tool_resources: NewToolResources | None = None
 
 
 class ModifyRun(WithMetadata):

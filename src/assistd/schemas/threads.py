@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from assistd.schemas.common import ToolResources, WithMetadata
+from assistd.schemas.common import NewToolResources, ToolResources, WithMetadata
 from assistd.schemas.messages import CreateMessage
 
 
 class CreateThread(WithMetadata):
     messages: list[CreateMessage] | None = None
-    tool_resources: ToolResources | None = None
+    tool_resources: NewToolResources | None = None
 
 
 class ModifyThread(WithMetadata):

@@ -18,23 +18,11 @@ from assistd.schemas.common import ChunkingStrategy, Strict, WithMetadata
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 MAX_ATTRIBUTES = 16
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson stores and filters compare (as 64-bit floats)
 
 
-def check_chunking(value: Any) -> Any:
-    """The spec's prose rule: ``chunk_overlap_tokens`` must not exceed half of ``max_chunk_size_tokens``."""
-    static = getattr(value, "static", None)
-    if static is not None and static.chunk_overlap_tokens > static.max_chunk_size_tokens // 2:
-        raise PydanticCustomError(
-            "openai",
-            "Invalid 'chunking_strategy.static.chunk_overlap_tokens': must not exceed half of "
-            "max_chunk_size_tokens ({limit}), but got {value}.",
-            {"limit": static.max_chunk_size_tokens // 2, "value": static.chunk_overlap_tokens,
-             "param": "chunking_strategy.static.chunk_overlap_tokens"},
-        )
-    return value
-
-
-Chunking = Annotated[ChunkingStrategy, AfterValidator(check_chunking)]
+# The overlap rule is checked by the strategy itself (schemas.common), wherever one is given.
+Chunking = ChunkingStrategy
 AttributeValue = str | bool | int | float
 
 
@@ -56,9 +44,12 @@ def check_attributes(value: dict[str, AttributeValue] | None) -> dict[str, Attri
                 "openai", "Invalid 'attributes.{key}': string too long. Expected a string with maximum length "
                 "512, but got a string with length {n} instead.",
                 {"key": key, "n": len(item), "param": f"attributes.{key}"})
-        if isinstance(item, float) and not math.isfinite(item):  # JSON has no NaN/Infinity to echo back
-            raise PydanticCustomError("openai", "Invalid 'attributes.{key}': number out of range.",
-                                      {"key": key, "param": f"attributes.{key}"})
+        out_of_range = (isinstance(item, float) and not math.isfinite(item)) or (  # no NaN/Infinity in JSON
+            isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX)
+        if out_of_range:
+            raise PydanticCustomError(
+                "openai", "Invalid 'attributes.{key}': number out of range: integers must fit in 64 bits.",
+                {"key": key, "param": f"attributes.{key}"})
     return value
 
 
@@ -121,8 +112,9 @@ class SearchVectorStore(Strict):
     query: str | Annotated[list[str], Field(min_length=1, max_length=20)]
     rewrite_query: bool = False
     max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
-    filters: dict[str, Any] | None = None  # checked by retrieval.validate_filter (400 on `filters`)
-    ranking_options: SearchRankingOptions | None = None
+    # Neither is nullable in the spec: an explicit null is a 400 (omitted means none / the defaults).
+    filters: dict[str, Any] = None  # type: ignore[assignment]  # checked by retrieval.validate_filter
+    ranking_options: SearchRankingOptions = None  # type: ignore[assignment]
 
 
 class UpdateFileAttributes(Strict):

@@ -160,10 +160,11 @@ async def require_files(conn: AsyncConnection, project_id: str, file_ids: Sequen
     missing, of another project or expired."""
     wanted = [fid for fid in dict.fromkeys(file_ids) if objects.storable(fid)]
     found: dict[str, dict[str, Any]] = {}
-    if wanted:
+    now = ids.now()
+    # In slices: one parameter per id, and a body may name more ids than a statement may bind.
+    for start in range(0, len(wanted), 1000):
         rows = await conn.execute(select(files.c.data).where(files.c.project_id == project_id,
-                                                             files.c.id.in_(wanted)))
-        now = ids.now()
+                                                             files.c.id.in_(wanted[start:start + 1000])))
         for (raw,) in rows:
             file = orjson.loads(raw)
             if not is_expired(file, now):

@@ -86,6 +86,11 @@ async def add_user_message(
     for the attachments is recorded in it (and saved), so the caller sees it. ``param`` names the
     attachments in errors."""
     attachments = [a.model_dump(exclude_none=True) for a in req.attachments or []]
+    if not isinstance(req.content, str):
+        images = [p.image_file.file_id for p in req.content if p.type == "image_file"]
+        if images:
+            # Checked now, not when a run reads the message: a run must not fail on a bad reference.
+            await file_service.require_files(conn, project_id, images, _content_param(param))
     if attachments:
         # Files for code_interpreter are put in the thread's /mnt/data when its code runs (tools/code_tool.py).
         code_files = [a["file_id"] for a in attachments
@@ -102,6 +107,11 @@ async def add_user_message(
     )
     await insert(conn, project_id, message)
     return message
+
+
+def _content_param(attachments_param: str) -> str:
+    """Where the message's content sits, from where its attachments do (``messages[0].attachments``)."""
+    return attachments_param.removesuffix("attachments") + "content"
 
 
 async def attach_for_file_search(

@@ -1,9 +1,10 @@
 """``tool_resources`` as stored on assistants and threads.
 
 ``file_search.vector_stores`` (the helper) creates a vector store from file ids and stores its id in
-``vector_store_ids``, as the hosted API did. A store made for a thread expires 7 days after it was last
-active (the hosted default for stores made by thread helpers and message attachments); one made for an
-assistant does not expire.
+``vector_store_ids``, as the hosted API did. Every id given must name a file or store of the project
+(404 naming the param, as the hosted API answered), so a run never fails later on a bad reference. A
+store made for a thread expires 7 days after it was last active (the hosted default for stores made by
+thread helpers and message attachments); one made for an assistant does not expire.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ async def tool_resources_dict(
             store_ids = [await create_helper_store(conn, project_id, fs.vector_stores[0],
                                                    param=f"{param}.file_search.vector_stores[0]",
                                                    for_thread=for_thread)]
+        else:
+            from assistd.services import vector_stores
+
+            await vector_stores.require_stores(conn, project_id, store_ids,
+                                               f"{param}.file_search.vector_store_ids")
         out["file_search"] = {"vector_store_ids": store_ids}
     return out
 

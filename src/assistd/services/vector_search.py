@@ -52,7 +52,8 @@ def check_filters(filters: Any, param: str = "filters") -> dict[str, Any] | None
     try:
         return validate_filter(filters)
     except FilterError as exc:
-        raise InvalidRequest(f"Invalid '{param}': {exc}.", param=param) from None
+        where = f"{param}{exc.path}"
+        raise InvalidRequest(f"Invalid '{where}': {exc}.", param=where) from None
 
 
 def _ranking(options: Any) -> tuple[str, float]:
