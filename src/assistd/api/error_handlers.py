@@ -46,26 +46,41 @@ def _json_kind(value: Any) -> str:
 def _param_path(loc: tuple[Any, ...], body: Any, *, missing: bool) -> tuple[str, int]:
     """Walk ``loc`` through the request body, skipping the union tags pydantic inserts.
 
-    Returns the dotted/indexed path and how many steps matched the body (used to pick the most
-    specific of several union errors).
+    A tag can also be a key of the body (``tools[0]`` of type ``function`` holds a ``function``), so the walk
+    tries both: the path kept is the one that reaches the error's own key, then the one matching most steps.
+    Returns the dotted/indexed path and how many steps matched the body (used to pick the most specific of
+    several union errors).
     """
-    parts: list[str] = []
-    current = body
-    matched = 0
     items = list(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
-    for i, key in enumerate(items):
+    seen: dict[tuple[int, int], tuple[bool, int, list[str]]] = {}  # keeps the walk linear in len(loc)²
+
+    def walk(i: int, current: Any) -> tuple[bool, int, list[str]]:
+        if i == len(items):
+            return False, 0, []
+        if (i, id(current)) not in seen:
+            seen[i, id(current)] = choose(i, current)
+        return seen[i, id(current)]
+
+    def choose(i: int, current: Any) -> tuple[bool, int, list[str]]:
+        key = items[i]
+        last = i == len(items) - 1
+        skip = walk(i + 1, current)
+        step: tuple[bool, int, list[str]] | None = None
         if isinstance(key, int) and isinstance(current, list) and 0 <= key < len(current):
-            parts.append(f"[{key}]")
-            current = current[key]
-            matched += 1
+            step = _prepend(f"[{key}]", walk(i + 1, current[key]), last)
         elif isinstance(key, str) and isinstance(current, dict) and key in current:
-            parts.append(("." if parts else "") + key)
-            current = current[key]
-            matched += 1
-        elif missing and i == len(items) - 1 and isinstance(key, str):
-            parts.append(("." if parts else "") + key)
-            matched += 1
-    return "".join(parts), matched
+            step = _prepend(f".{key}", walk(i + 1, current[key]), last)
+        elif missing and last and isinstance(key, str):
+            step = (True, 1, [f".{key}"])
+        return skip if step is None or step[:2] < skip[:2] else step
+
+    _, matched, parts = walk(0, body)
+    return "".join(parts).lstrip("."), matched
+
+
+def _prepend(part: str, rest: tuple[bool, int, list[str]], last: bool) -> tuple[bool, int, list[str]]:
+    reached, matched, parts = rest
+    return reached or last, matched + 1, [part, *parts]
 
 
 def validation_error(exc: RequestValidationError) -> APIError:

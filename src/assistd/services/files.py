@@ -154,14 +154,12 @@ async def get_file(conn: AsyncConnection, project_id: str, file_id: str, *, para
     return file
 
 
-async def require_files(conn: AsyncConnection, project_id: str, file_ids: Sequence[str], param: str
-                        ) -> list[dict[str, Any]]:
-    """The files, in the order asked (duplicates kept), in one query; 404 naming ``param`` when one is
-    missing, of another project or expired."""
+async def find_files(conn: AsyncConnection, project_id: str, file_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The project's unexpired files among ``file_ids``, by id, in one query per thousand ids (one parameter
+    per id, and a body may name more ids than a statement may bind)."""
     wanted = [fid for fid in dict.fromkeys(file_ids) if objects.storable(fid)]
     found: dict[str, dict[str, Any]] = {}
     now = ids.now()
-    # In slices: one parameter per id, and a body may name more ids than a statement may bind.
     for start in range(0, len(wanted), 1000):
         rows = await conn.execute(select(files.c.data).where(files.c.project_id == project_id,
                                                              files.c.id.in_(wanted[start:start + 1000])))
@@ -169,6 +167,14 @@ async def require_files(conn: AsyncConnection, project_id: str, file_ids: Sequen
             file = orjson.loads(raw)
             if not is_expired(file, now):
                 found[file["id"]] = file
+    return found
+
+
+async def require_files(conn: AsyncConnection, project_id: str, file_ids: Sequence[str], param: str
+                        ) -> list[dict[str, Any]]:
+    """The files, in the order asked (duplicates kept); 404 naming ``param`` when one is missing, of
+    another project or expired."""
+    found = await find_files(conn, project_id, file_ids)
     for fid in file_ids:
         if fid not in found:
             raise NotFound("file", fid, param=param)

@@ -87,10 +87,14 @@ async def add_user_message(
     attachments in errors."""
     attachments = [a.model_dump(exclude_none=True) for a in req.attachments or []]
     if not isinstance(req.content, str):
-        images = [p.image_file.file_id for p in req.content if p.type == "image_file"]
+        # Checked now, not when a run reads the message: a run must not fail later on a bad reference.
+        images = {i: p.image_file.file_id for i, p in enumerate(req.content) if p.type == "image_file"}
         if images:
-            # Checked now, not when a run reads the message: a run must not fail on a bad reference.
-            await file_service.require_files(conn, project_id, images, _content_param(param))
+            found = await file_service.find_files(conn, project_id, list(images.values()))
+            for i, file_id in images.items():
+                if file_id not in found:
+                    content = param.removesuffix("attachments") + "content"
+                    raise NotFound("file", file_id, param=f"{content}[{i}].image_file.file_id")
     if attachments:
         # Files for code_interpreter are put in the thread's /mnt/data when its code runs (tools/code_tool.py).
         code_files = [a["file_id"] for a in attachments
@@ -107,11 +111,6 @@ async def add_user_message(
     )
     await insert(conn, project_id, message)
     return message
-
-
-def _content_param(attachments_param: str) -> str:
-    """Where the message's content sits, from where its attachments do (``messages[0].attachments``)."""
-    return attachments_param.removesuffix("attachments") + "content"
 
 
 async def attach_for_file_search(
