@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Float, String, and_, bindparam, case, cast, false, func, literal, not_, or_, true
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 COMPARISONS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"}
 # Documented limits (README, Security): compound filters nest at most MAX_DEPTH levels, and a filter holds
@@ -112,13 +112,23 @@ def validate_filter(obj: Any) -> dict[str, Any]:
     return obj
 
 
+class _Parens(Grouping[bool]):
+    """Parentheses SQLAlchemy keeps: a plain Grouping passes its attributes through, so ``or_`` flattens
+    ``(a OR b) OR (c OR d)`` back into one chain."""
+
+    inherit_cache = True
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
 def _balanced(op: Any, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
-    """``a op b op c …`` as a balanced tree of groups: SQLite parses a flat chain one level deeper per
-    term and refuses expressions deeper than 1,000 ("Expression tree is too large")."""
+    """``a op b op c …`` as a balanced tree: SQLite parses a flat chain one level deeper per term and
+    refuses expressions deeper than 1,000 ("Expression tree is too large")."""
     if len(parts) == 1:
         return parts[0]
     mid = len(parts) // 2
-    return op(_balanced(op, parts[:mid]).self_group(), _balanced(op, parts[mid:]).self_group())
+    return op(_Parens(_balanced(op, parts[:mid])), _Parens(_balanced(op, parts[mid:])))
 
 
 def compile_filter(obj: dict[str, Any], attributes: Any, dialect: str) -> ColumnElement[bool]:
