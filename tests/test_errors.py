@@ -181,6 +181,9 @@ HOSTILE: list[tuple[str, Any]] = [
     ("/threads/{t}/messages/{m}", {"metadata": 5}),
     ("/assistants/{a}", {"tools": [{"type": "function", "function": {"name": "x" * 10_000}}]}),
     ("/threads/{t}", {"tool_resources": {"code_interpreter": {"file_ids": [[]]}}}),
+    # NUL cannot be stored on PostgreSQL: refused everywhere (tests/security/test_input_bounds.py)
+    ("/assistants", {"model": "m", "name": "nul\u0000inside"}),
+    ("/threads", {"messages": [{"role": "user", "content": "nul\u0000byte"}]}),
 ]
 
 
@@ -192,12 +195,12 @@ def test_hostile_payloads_are_400(http, ids, path, body):
 
 
 ACCEPTED: list[tuple[str, Any]] = [
-    ("/assistants", {"model": "m", "name": "nul\u0000inside", "metadata": {"k\u0000": "v\u0000"}}),
+    ("/assistants", {"model": "m", "name": "control\u0001\u001f\u007finside", "metadata": {"k\u0001": "v\t"}}),
     ("/assistants", {"model": "m", "name": "ünïcödé 名前 🤖", "description": "\u202e\ufeff",
                      "metadata": {"😀": "🎉" * 100}}),
     ("/assistants", {"model": "m", "tools": [{"type": "function", "function": {
         "name": "f", "parameters": {"maximum": 2**63, "d": -(2**63), "pi": 3.14, "x": None}}}]}),
-    ("/threads", {"messages": [{"role": "user", "content": "nul\u0000byte \U0001f600"}]}),
+    ("/threads", {"messages": [{"role": "user", "content": "astral \U0001f600 \U0010ffff"}]}),
 ]
 
 

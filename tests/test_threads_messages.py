@@ -33,6 +33,7 @@ def uploaded(client, name: str = "notes.txt") -> str:
 
 def test_create_thread_with_messages_of_every_shape(client):
     file_id = uploaded(client)
+    image_id = uploaded(client, "a.png")  # ids given must exist (tests/security/test_references.py)
     t = client.beta.threads.create(
         metadata={"user": "u1"},
         messages=[
@@ -42,7 +43,7 @@ def test_create_thread_with_messages_of_every_shape(client):
             {"role": "user", "content": [
                 {"type": "text", "text": "look"},
                 {"type": "image_url", "image_url": {"url": IMAGE_URL, "detail": "high"}},
-                {"type": "image_file", "image_file": {"file_id": "file-abc123"}},
+                {"type": "image_file", "image_file": {"file_id": image_id}},
             ]},
             {"role": "user", "content": "with files", "metadata": {"m": "1"},
              "attachments": [{"file_id": file_id, "tools": [{"type": "code_interpreter"},
@@ -64,7 +65,7 @@ def test_create_thread_with_messages_of_every_shape(client):
     assert [p["text"]["value"] for p in second["content"]] == ["part one", "part two"]
     assert third["content"][1] == {"type": "image_url", "image_url": {"url": IMAGE_URL, "detail": "high"}}
     assert third["content"][2] == {"type": "image_file",
-                                   "image_file": {"file_id": "file-abc123", "detail": "auto"}}
+                                   "image_file": {"file_id": image_id, "detail": "auto"}}
     assert fourth["metadata"] == {"m": "1"}
     assert fourth["attachments"] == [{"file_id": file_id, "tools": [{"type": "code_interpreter"},
                                                                      {"type": "file_search"}]}]
@@ -72,20 +73,21 @@ def test_create_thread_with_messages_of_every_shape(client):
 
 def test_thread_tool_resources_create_and_modify(client):
     file_a, file_b, file_c = (uploaded(client, f"{n}.txt") for n in "abc")
+    vs_1 = client.vector_stores.create(name="thread").id
     t = client.beta.threads.create(tool_resources={
         "code_interpreter": {"file_ids": [file_a, file_b]},
-        "file_search": {"vector_store_ids": ["vs_1"]},
+        "file_search": {"vector_store_ids": [vs_1]},
     })
     raw = assert_schema(t, "ThreadObject")
     assert raw["tool_resources"] == {"code_interpreter": {"file_ids": [file_a, file_b]},
-                                     "file_search": {"vector_store_ids": ["vs_1"]}}
+                                     "file_search": {"vector_store_ids": [vs_1]}}
     assert assert_schema(client.beta.threads.retrieve(t.id), "ThreadObject") == raw
 
     # Modify replaces the given tool's resources and keeps the other tool's.
     changed = client.beta.threads.update(t.id, tool_resources={"code_interpreter": {"file_ids": [file_c]}})
     raw = assert_schema(changed, "ThreadObject")
     assert raw["tool_resources"] == {"code_interpreter": {"file_ids": [file_c]},
-                                     "file_search": {"vector_store_ids": ["vs_1"]}}
+                                     "file_search": {"vector_store_ids": [vs_1]}}
     assert assert_schema(client.beta.threads.retrieve(t.id), "ThreadObject") == raw
 
 
@@ -198,17 +200,18 @@ def test_message_create_retrieve_modify_delete(client):
 
 def test_message_content_parts(client):
     t = client.beta.threads.create()
+    image_id = uploaded(client, "a.png")
     m = client.beta.threads.messages.create(t.id, role="assistant", content=[
         {"type": "text", "text": "see"},
         {"type": "image_url", "image_url": {"url": IMAGE_URL}},
-        {"type": "image_file", "image_file": {"file_id": "file-1", "detail": "low"}},
+        {"type": "image_file", "image_file": {"file_id": image_id, "detail": "low"}},
     ])
     raw = assert_schema(m, "MessageObject")
     assert raw["role"] == "assistant"
     assert [p["type"] for p in raw["content"]] == ["text", "image_url", "image_file"]
     assert raw["content"][0]["text"] == {"value": "see", "annotations": []}
     assert raw["content"][1]["image_url"] == {"url": IMAGE_URL, "detail": "auto"}
-    assert raw["content"][2]["image_file"] == {"file_id": "file-1", "detail": "low"}
+    assert raw["content"][2]["image_file"] == {"file_id": image_id, "detail": "low"}
 
 
 def test_message_attachments(client):
