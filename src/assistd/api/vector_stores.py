@@ -43,7 +43,7 @@ def _polled(obj: dict) -> Response:
 
 
 def _status_filter(value: str | None) -> str | None:
-    if value in (None, ""):
+    if value is None:  # an empty ``filter=`` is no status either: a 400 like any other
         return None
     if value not in FILE_STATUSES:
         raise InvalidRequest(f"Invalid value: '{value[:100]}'. Supported values are: 'in_progress', 'completed', "
