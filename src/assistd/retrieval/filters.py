@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import Float, String, and_, bindparam, case, cast, false, func, literal, not_, or_, true
+from sqlalchemy import Float, String, and_, bindparam, case, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 
@@ -157,11 +157,16 @@ class _Attr:
             self.json = column.op("->", return_type=JSONB)(literal(key, String))
             self.text = column.op("->>", return_type=String)(literal(key, String))
             self.kind = func.jsonb_typeof(self.json)
-        else:
+        elif '"' not in key:
             # SQLite JSON path; a key is quoted so dots and spaces in it are not path syntax.
             path = literal('$."' + key + '"', String)
             self.text = func.json_extract(column, path)
             self.kind = func.json_type(column, path)
+        else:
+            # A path cannot quote a quote: look the key up among the object's members instead.
+            each = func.json_each(column).table_valued("key", "value", "type")
+            self.text = select(each.c.value).where(each.c.key == key).scalar_subquery()
+            self.kind = select(each.c.type).where(each.c.key == key).scalar_subquery()
 
     def _is(self, value: Any) -> ColumnElement[bool]:
         if isinstance(value, bool):
