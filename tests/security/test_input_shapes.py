@@ -106,3 +106,11 @@ def test_what_real_clients_send_is_still_accepted(http, client):
     t = http.post("/threads", json={"messages": [{"role": "user", "attachments": [],
                                                   "content": [{"type": "text", "text": "a"}]}]})
     assert t.status_code == 200, t.text
+
+
+@pytest.mark.parametrize("seconds", [str(2**64), "9" * 5000, "-" + "9" * 30, "1e400", "3600\x00"])
+def test_upload_expiry_beyond_its_range_is_a_400(http, seconds):
+    r = http.post("/files", data={"purpose": "assistants", "expires_after[anchor]": "created_at",
+                                  "expires_after[seconds]": seconds}, files={"file": ("a.txt", b"x")})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "expires_after.seconds"
