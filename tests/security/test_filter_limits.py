@@ -113,3 +113,9 @@ def test_search_fields_the_spec_does_not_make_nullable(http, store, body):
     r = http.post(f"/vector_stores/{store}/search", json=body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == next(k for k in body if k != "query")
+
+
+@pytest.mark.parametrize("query", ["comets " * 200_000, ["comets " * 50_000] * 20, "\U0001f600" * 100_000])
+def test_huge_queries_are_never_500s(http, store, query):
+    r = http.post(f"/vector_stores/{store}/search", json={"query": query})
+    assert r.status_code in (200, 400), r.text
