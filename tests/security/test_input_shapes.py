@@ -4,6 +4,9 @@ naming the param; and the shapes real clients do send (../shared/spec/clients.md
 
 from __future__ import annotations
 
+import contextlib
+
+import openai
 import pytest
 
 PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9a"
@@ -102,7 +105,8 @@ def test_what_real_clients_send_is_still_accepted(http, client):
         "truncation_strategy": {"type": "last_messages", "last_messages": 10}, "max_completion_tokens": 1000,
         "tool_choice": {"type": "function", "function": {"name": "WeatherPlugin-get_weather"}}})
     assert r.status_code == 200, r.text
-    client.beta.threads.runs.cancel(r.json()["id"], thread_id=r.json()["thread_id"])
+    with contextlib.suppress(openai.BadRequestError):  # it may have ended already
+        client.beta.threads.runs.cancel(r.json()["id"], thread_id=r.json()["thread_id"])
     t = http.post("/threads", json={"messages": [{"role": "user", "attachments": [],
                                                   "content": [{"type": "text", "text": "a"}]}]})
     assert t.status_code == 200, t.text

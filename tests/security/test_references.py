@@ -4,8 +4,10 @@ and left for a run to fail on later with a server_error — and never usable to 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import openai
 import pytest
 
 MISSING = "missing"
@@ -114,7 +116,8 @@ def test_own_references_are_accepted(http, client, refs, route, body, param):
     assert r.status_code == 200, r.text
     if r.json().get("object") == "thread.run":  # leave the thread free for the next case
         run = r.json()
-        client.beta.threads.runs.cancel(run["id"], thread_id=run["thread_id"])
+        with contextlib.suppress(openai.BadRequestError):  # it may have ended already
+            client.beta.threads.runs.cancel(run["id"], thread_id=run["thread_id"])
 
 
 @pytest.mark.parametrize("route", ["/assistants", "/threads", "/threads/runs"])
