@@ -188,9 +188,12 @@ async def create_thread_and_run(
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The new thread, its run, and the thread's messages (oldest first)."""
     thread_req = req.thread or CreateThread()
+    resources_param = "thread.tool_resources"
     if req.tool_resources is not None and thread_req.tool_resources is None:
         thread_req = thread_req.model_copy(update={"tool_resources": req.tool_resources})
-    thread, messages = await thread_service.create_with_messages(conn, project_id, thread_req)
+        resources_param = "tool_resources"
+    thread, messages = await thread_service.create_with_messages(conn, project_id, thread_req, param="thread.",
+                                                                 resources_param=resources_param)
     outbox.add("thread.created", thread)  # first on the run's channel: streams subscribe by run id
     run = await _start(conn, project_id, thread, req, outbox, None, ttl, lease)
     return thread, run, messages

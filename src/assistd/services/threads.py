@@ -23,22 +23,26 @@ async def create(conn: AsyncConnection, project_id: str, req: CreateThread) -> d
 
 
 async def create_with_messages(
-    conn: AsyncConnection, project_id: str, req: CreateThread
+    conn: AsyncConnection, project_id: str, req: CreateThread, *, param: str = "",
+    resources_param: str = "tool_resources",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The new thread and its messages, oldest first."""
+    """The new thread and its messages, oldest first. ``param``: where the thread sits in the request
+    (``thread.`` in create-thread-and-run), ``resources_param`` where its tool_resources came from, for
+    errors."""
     obj = {
         "id": ids.new_id("thread"),
         "object": "thread",
         "created_at": ids.now(),
         "metadata": req.metadata or {},
-        "tool_resources": await tool_resources_dict(conn, project_id, req.tool_resources, for_thread=True),
+        "tool_resources": await tool_resources_dict(conn, project_id, req.tool_resources, for_thread=True,
+                                                    param=resources_param),
     }
     await objects.insert_object(conn, threads, obj, project_id=project_id)
     messages = []
     for i, message in enumerate(req.messages or []):
         # Attachments for file_search go to the thread's vector store (made on the first): obj follows.
         messages.append(await message_service.add_user_message(conn, project_id, obj["id"], message, thread=obj,
-                                                               param=f"messages[{i}].attachments"))
+                                                               param=f"{param}messages[{i}].attachments"))
     return obj, messages
 
 
