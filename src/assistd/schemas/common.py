@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 # Every integer field has a documented upper bound (README, Security): counts and token limits are at most
-# INT32_MAX (what the hosted API and our columns hold); integers inside free-form JSON and attributes fit
-# in 64 bits. tests/security/test_input_bounds.py checks that every integer field of every body has one.
+# INT32_MAX (ample for any count, and within every column and upstream integer); integers inside free-form
+# JSON and attributes fit in 64 bits. tests/security/test_input_bounds.py checks every integer field.
 INT32_MAX = 2**31 - 1
 
 # Characters no string may hold: PostgreSQL's text and JSONB refuse NUL, and an unpaired UTF-16 surrogate
@@ -70,12 +70,9 @@ class Strict(_Storable):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Nested(_Storable):
-    """Base for nested shapes: unknown keys are an error too (``tools[0].bogus``), as at the top level.
-
-    No client in ../shared/spec/clients.md sends keys the spec does not name in these shapes."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Nested shapes refuse unknown keys too (``tools[0].bogus`` names where it sits), as the top level does:
+# no client in ../shared/spec/clients.md sends keys the spec does not name in them.
+Nested = Strict
 
 
 # Free-form JSON (function parameters, JSON schemas) is stored and echoed with orjson, which refuses
