@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from assistd import console
 from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
 from assistd.api.hot import HotReads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.blobstore import LocalBlobStore
-from assistd.config import Settings, get_settings
+from assistd.config import Settings, get_settings, upstream_unconfigured
+from assistd.devupstream.embedded import EmbeddedUpstream
 from assistd.errors import error_body
 from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
@@ -49,7 +51,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         step_cache = TerminalStepCache()
         # Subscribed before serving: no invalidation published from now on is missed.
         cache_watch = asyncio.create_task(_watch_cache(await bus.subscribe(CACHE_CHANNEL), step_cache))
-        router = ModelRouter.from_settings(settings)
+        embedded = None
+        if upstream_unconfigured(settings):  # `make run` alone reaches a completed run (devupstream/embedded.py)
+            embedded = EmbeddedUpstream()
+            url = await embedded.start()
+            log.warning("no model upstream configured (ASSISTD_LLM_BASE_URL, ASSISTD_MODELS_FILE): serving the "
+                        "scripted dev model in-process at %s; replies are scripted, not a real model", url)
+            router = ModelRouter.from_settings(settings.model_copy(update={"llm_base_url": url}))
+        else:
+            router = ModelRouter.from_settings(settings)
+        app.state.scripted_model = embedded is not None
         app.state.settings = settings
         app.state.router = router
         app.state.db = db
@@ -85,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await cache_watch
             await router.aclose()
+            if embedded is not None:
+                await embedded.aclose()
             await bus.aclose()
             await db.close()
 
@@ -109,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "ok"})
         return json_response(error_body("not ready", "server_error"), 503)
 
-    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, exempt_prefixes=("/v1/files",))
+    console.install(app, settings)
+    # The console's own forms are not JSON; its relay to /v1 passes through here again as a /v1 request.
+    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, exempt_prefixes=("/v1/files", "/console"))
     # Added last, so outermost: the hot GETs' success path skips everything above (api/hot.py).
     app.add_middleware(HotReads, state=app.state)
     return app

@@ -53,3 +53,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def upstream_unconfigured(settings: Settings) -> bool:
+    """True when neither ASSISTD_LLM_BASE_URL nor ASSISTD_MODELS_FILE was given: ``serve`` then runs the
+    scripted dev model in-process instead of calling the default URL where nothing listens."""
+    return "llm_base_url" not in settings.model_fields_set and settings.models_file is None

@@ -11,6 +11,10 @@ from assistd.store.db import Database
 
 
 async def project_id(request: Request) -> str:
+    # Set only by the console's relay (console/relay.py) for a signed-in session; no client can set it.
+    relayed = request.scope.get("assistd.project")
+    if relayed is not None:
+        return relayed
     return await request.app.state.auth.project_for(request.headers.get("authorization"))
 
 

@@ -126,7 +126,8 @@ class HotReads:
         if not getattr(state, "ready", False):
             return None
         try:
-            project = await state.auth.project_for(authorization)
+            # The console's relay (console/relay.py) puts a signed-in session's project in the scope.
+            project = scope.get("assistd.project") or await state.auth.project_for(authorization)
             return await reader(state, project, parts, scope["query_string"])
         except APIError:
             return None  # 401: the route words it
