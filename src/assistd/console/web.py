@@ -168,8 +168,10 @@ def _pretty(value: Any) -> str:
 
 
 def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float):
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return "—"
+    if isinstance(seconds, int):  # stored times are whole seconds
+        return "<1 s" if seconds == 0 else f"{seconds} s" if seconds < 120 else f"{seconds / 60:.1f} min"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
