@@ -188,3 +188,55 @@ def test_hostile_content_renders_inert(page_a: Any, server: LiveProcess, client:
         assert page_a.evaluate("window.__xss") is None, path
     assert dialogs == []
     assert uploaded.id
+
+
+def test_upload_a_file_to_a_vector_store_and_see_it_complete(
+        page_a: Any, server: LiveProcess, client: OpenAI, tmp_path: Any) -> None:
+    path = tmp_path / "manual.txt"
+    path.write_text("The flux capacitor needs 1.21 gigawatts. " * 40)
+    page_a.goto(f"{server.url}/console/storage/vector_stores")
+    page_a.fill("#store-name", "manuals")
+    page_a.click("#store-form button[type=submit]")
+    page_a.wait_for_url("**/console/storage/vector_stores/vs_*")
+    store_id = page_a.url.rsplit("/", 1)[-1]
+    page_a.set_input_files("#add-upload", str(path))
+    page_a.click("#add-file-form button[type=submit]")
+    row = page_a.locator("#store-files tr[data-file]").first
+    row.wait_for()
+    page_a.wait_for_selector("#store-files tr[data-status=completed]")  # followed live, no reload
+    assert row.locator("[data-field=status]").inner_text() == "completed"
+    file_id = row.get_attribute("data-file")
+    assert client.vector_stores.files.retrieve(file_id, vector_store_id=store_id).status == "completed"
+
+    page_a.fill("#q", "flux capacitor gigawatts")
+    page_a.click("#search-form button[type=submit]")
+    page_a.wait_for_selector("#search-results li.result")
+    assert "flux capacitor" in page_a.inner_text("#search-results li.result pre.chunk")
+    assert "score" in page_a.inner_text("#search-results .score")
+    page_a.fill("#filters", "{not json")
+    page_a.click("#search-form button[type=submit]")
+    assert "invalid JSON" in page_a.inner_text("#search-error")
+
+    page_a.click(f"#store-files a[href$='/files/{file_id}']")
+    page_a.wait_for_selector("pre.chunk")
+    assert "flux capacitor" in page_a.inner_text("pre.chunk >> nth=0")
+    assert "manual.txt" in page_a.inner_text("h1")
+
+
+def test_files_upload_download_and_delete(page_a: Any, server: LiveProcess, client: OpenAI, tmp_path: Any) -> None:
+    path = tmp_path / "notes.md"
+    path.write_bytes(b"# notes\n" * 1000)
+    page_a.goto(f"{server.url}/console/storage/files")
+    page_a.set_input_files("#upload-file", str(path))
+    with page_a.expect_navigation():
+        page_a.click("#upload-form button[type=submit]")
+    row = page_a.locator("tr", has_text="notes.md").first
+    file_id = row.locator(".mono").inner_text()
+    with page_a.expect_download() as download:
+        row.locator("a:has-text('Download')").click()
+    assert download.value.suggested_filename == "notes.md"
+    page_a.on("dialog", lambda d: d.accept())
+    with page_a.expect_navigation():
+        row.locator("button:has-text('Delete')").click()
+    assert file_id not in page_a.content()
+    assert file_id not in [f.id for f in client.files.list(limit=100).data]

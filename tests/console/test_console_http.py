@@ -214,3 +214,16 @@ def test_dev_mode_opens_without_sign_in_and_runs_on_the_scripted_model(keyless_s
             "assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "hello"}]}}).json()
         assert _wait_run(client, run["thread_id"], run["id"])["status"] == "completed"
     assert "serving the scripted dev model in-process" in keyless_server.log()
+
+
+def test_usage_counts_the_projects_runs(console_a: httpx.Client, console_b: httpx.Client) -> None:
+    assistant = _relay(console_b, "POST", "/assistants", json={"model": "usage-model-b"}).json()
+    run = _relay(console_b, "POST", "/threads/runs", json={
+        "assistant_id": assistant["id"], "thread": {"messages": [{"role": "user", "content": "[usage: prompt=7 "
+                                                                                  "completion=5] hi"}]}}).json()
+    done = _wait_run(console_b, run["thread_id"], run["id"])
+    assert done["usage"]["total_tokens"] == 12
+    page = console_b.get("/console/usage?days=1").text
+    assert "usage-model-b" in page and "completed" in page
+    assert "usage-model-b" not in console_a.get("/console/usage").text
+    assert console_a.get("/console/usage?days=abc").status_code == 400

@@ -60,7 +60,30 @@ const Console = (() => {
     return node;
   }
 
-  return { api, errorText, readEvents, el, csrf };
+  // Upload a file through the relay; XMLHttpRequest for its upload progress events.
+  function upload(file, purpose, bar) {
+    return new Promise((resolve, reject) => {
+      const form = new FormData();
+      form.append("purpose", purpose);
+      form.append("file", file);
+      const xhr = new XMLHttpRequest();
+      if (bar) { bar.hidden = false; bar.value = 0; }
+      xhr.upload.addEventListener("progress", (e) => { if (bar && e.lengthComputable) bar.value = (e.loaded / e.total) * 100; });
+      xhr.addEventListener("load", () => {
+        if (bar) bar.hidden = true;
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+        if (xhr.status === 200) resolve(body);
+        else reject(new Error(body && body.error ? body.error.message : "upload failed (HTTP " + xhr.status + ")"));
+      });
+      xhr.addEventListener("error", () => { if (bar) bar.hidden = true; reject(new Error("upload failed")); });
+      xhr.open("POST", "/console/api/v1/files");
+      xhr.setRequestHeader("X-CSRF-Token", csrf());
+      xhr.send(form);
+    });
+  }
+
+  return { api, errorText, readEvents, el, csrf, upload };
 })();
 
 // Open the step a #step_… link points at.

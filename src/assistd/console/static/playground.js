@@ -110,29 +110,6 @@ document.addEventListener("DOMContentLoaded", () => {
     if (["completed", "failed", "cancelled", "expired", "incomplete", "requires_action"].includes(state.dataset.status)) cancel.disabled = true;
   }
 
-  function upload(file) {
-    // XMLHttpRequest for its upload progress events.
-    return new Promise((resolve, reject) => {
-      const form = new FormData();
-      form.append("purpose", "assistants");
-      form.append("file", file);
-      const xhr = new XMLHttpRequest();
-      const bar = document.getElementById("upload-progress");
-      bar.hidden = false;
-      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) bar.value = (e.loaded / e.total) * 100; });
-      xhr.addEventListener("load", () => {
-        bar.hidden = true;
-        let body = null;
-        try { body = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-        if (xhr.status === 200) resolve(body); else reject(new Error(body && body.error ? body.error.message : "upload failed"));
-      });
-      xhr.addEventListener("error", () => reject(new Error("upload failed")));
-      xhr.open("POST", "/console/api/v1/files");
-      xhr.setRequestHeader("X-CSRF-Token", Console.csrf());
-      xhr.send(form);
-    });
-  }
-
   document.getElementById("composer").addEventListener("submit", async (event) => {
     event.preventDefault();
     showError("");
@@ -142,7 +119,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const attachments = [];
     try {
       for (const file of document.getElementById("attach").files) {
-        const uploaded = await upload(file);
+        const uploaded = await Console.upload(file, "assistants", document.getElementById("upload-progress"));
         attachments.push({ file_id: uploaded.id, tools: [{ type: "file_search" }, { type: "code_interpreter" }] });
       }
     } catch (e) { showError(e.message); return; }
