@@ -57,16 +57,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             url = await embedded.start()
             log.warning("no model upstream configured (ASSISTD_LLM_BASE_URL, ASSISTD_MODELS_FILE): serving the "
                         "scripted dev model in-process at %s; replies are scripted, not a real model", url)
-            router = ModelRouter.from_settings(settings.model_copy(update={"llm_base_url": url}))
+            # Everything that calls the upstream (runs, upstream:MODEL embeddings) calls the scripted model.
+            upstream_settings = settings.model_copy(update={"llm_base_url": url})
         else:
-            router = ModelRouter.from_settings(settings)
+            upstream_settings = settings
+        router = ModelRouter.from_settings(upstream_settings)
         app.state.scripted_model = embedded is not None
         app.state.settings = settings
         app.state.router = router
         app.state.db = db
         app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
         # File ingestion jobs run beside runs (same lease scheme); the index/embedder live on app.state.
-        app.state.ingestion = await ingestion.start(db, app.state.blobs, settings, run_jobs=settings.workers > 0)
+        app.state.ingestion = await ingestion.start(db, app.state.blobs, upstream_settings,
+                                                    run_jobs=settings.workers > 0)
         app.state.retrieval = app.state.ingestion.retrieval
         # The code_interpreter engine: made on the first execution (tools/code_tool.py).
         app.state.code_interpreter = CodeTool(settings.data_dir, app.state.blobs)

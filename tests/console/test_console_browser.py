@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from openai import OpenAI
 
-from tests.conftest import KEY_A, KEY_B
+from tests.conftest import KEY_B
 from tests.console.conftest import browser_sign_in
 from tests.servers import LiveProcess
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -183,22 +184,17 @@ def test_thread_filters(console_a: httpx.Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyless_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> object:
+def keyless_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveProcess]:
     """A server with no keys and no upstream configured: dev mode, scripted model in-process."""
     if not database_url.startswith("sqlite"):
         pytest.skip("one database is enough for the newcomer's path")
     tmp = tmp_path_factory.mktemp("keyless")
     env = {"ASSISTD_DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite'}", "ASSISTD_DATA_DIR": str(tmp),
-           "ASSISTD_API_KEYS": "", "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small",
-           "ASSISTD_LLM_BASE_URL": "", "ASSISTD_MODELS_FILE": ""}
-    import os
-
-    clean = {k: v for k, v in os.environ.items() if k not in ("ASSISTD_LLM_BASE_URL", "ASSISTD_MODELS_FILE")}
-    proc = LiveProcess(["serve", "--port", str(free_port())], 0, env={})
-    proc.env = {**clean, **{k: v for k, v in env.items() if k not in ("ASSISTD_LLM_BASE_URL",
-                                                                        "ASSISTD_MODELS_FILE")}}
-    proc.port = int(proc.args[-1])
-    proc.url = f"http://127.0.0.1:{proc.port}"
+           "ASSISTD_API_KEYS": "", "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small"}
+    port = free_port()
+    proc = LiveProcess(["serve", "--port", str(port)], port, env=env)
+    for name in ("ASSISTD_LLM_BASE_URL", "ASSISTD_MODELS_FILE"):  # nothing configured, whatever the shell has
+        proc.env.pop(name, None)
     with proc:
         yield proc
 

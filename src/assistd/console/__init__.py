@@ -11,7 +11,15 @@ from fastapi import FastAPI
 from starlette.routing import Mount
 
 from assistd.config import Settings
-from assistd.console import file_routes, pages_assistants, pages_playground, pages_storage, pages_threads, pages_usage, signin
+from assistd.console import (
+    file_routes,
+    pages_assistants,
+    pages_playground,
+    pages_storage,
+    pages_threads,
+    pages_usage,
+    signin,
+)
 from assistd.console.headers import ConsoleHeaders
 from assistd.console.relay import ApiRelay
 from assistd.console.sessions import SessionSigner, load_secret
