@@ -16,7 +16,8 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_DATA_DIR       where uploaded files live (default ./.assistd)
   ASSISTD_API_KEYS       comma list of keys, each `secret` or `secret:project`;
                          unset (and no `assistd keys create` keys) = local dev mode, any key accepted
-  ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream (default http://127.0.0.1:8001/v1)
+  ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream; unset (and no models file): the scripted dev model,
+                         served in-process (see the log and the console's banner)
   ASSISTD_LLM_API_KEY    key sent to the upstream
   ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
   ASSISTD_REWRITE_MODEL  the model rewriting vector store search queries (`rewrite_query`; default gpt-4o-mini)

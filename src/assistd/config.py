@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="redis://… carries run events between processes "
                                   "(default on PostgreSQL: LISTEN/NOTIFY)")
-    llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream")
+    llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream (unset, and no "
+                              "models file: the scripted dev model, served in-process)")
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     embeddings: str = Field("local", description="`local` (all-MiniLM-L6-v2 on CPU, in a worker process) or "
                             "`upstream:MODEL` (the upstream's /embeddings)")
