@@ -60,7 +60,9 @@ def _browser_required() -> bool:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def browser(server: LiveProcess) -> Iterator[Any]:
+    """Started after the server (and closed before it): Playwright's sync API keeps an event loop running,
+    and the session's PostgreSQL set-up and tear-down use asyncio.run."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

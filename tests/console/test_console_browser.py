@@ -15,6 +15,8 @@ from tests.conftest import KEY_B
 from tests.console.conftest import browser_sign_in
 from tests.servers import LiveProcess
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's beta.* namespace
+
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=1">'
 
 
@@ -136,6 +138,9 @@ def test_file_search_results_show_their_chunk_text(page_a: Any, server: LiveProc
     assert "zorblax reactor runs on helium" in body.locator("pre.chunk").first.inner_text()
     assert "score" in body.locator(".score").first.inner_text()
     assert "reactor.txt" in body.inner_text()
+    page_a.goto(f"{server.url}/console/threads/{run.thread_id}")  # the answer's citation links the file
+    cite = page_a.locator(".role-assistant a.cite-link").first
+    assert cite.get_attribute("href").endswith("/download")
 
 
 def _sandbox_ok() -> bool:
@@ -240,3 +245,20 @@ def test_files_upload_download_and_delete(page_a: Any, server: LiveProcess, clie
         row.locator("button:has-text('Delete')").click()
     assert file_id not in page_a.content()
     assert file_id not in [f.id for f in client.files.list(limit=100).data]
+
+
+def test_playground_attaches_a_file_and_cancels_a_run(
+        page_a: Any, server: LiveProcess, client: OpenAI, tmp_path: Any) -> None:
+    assistant = _assistant(client, name="Slow")
+    path = tmp_path / "brief.txt"
+    path.write_text("a brief")
+    page_a.goto(f"{server.url}/console/playground?assistant_id={assistant.id}")
+    page_a.set_input_files("#attach", str(path))
+    page_a.fill("#prompt", "[delay: 30] take your time")
+    page_a.click("#send")
+    page_a.wait_for_selector("#run-state[data-status=in_progress]")
+    page_a.click("#cancel")
+    page_a.wait_for_selector("#run-state[data-status=cancelled]")
+    thread_id = page_a.inner_text("#thread-id")
+    [message] = client.beta.threads.messages.list(thread_id).data
+    assert message.attachments and client.files.retrieve(message.attachments[0].file_id).filename == "brief.txt"
