@@ -105,6 +105,18 @@ def main() -> None:
                         page.screenshot(path=str(OUT / f"{name}-{label}.png"), full_page=True)
                         print(OUT / f"{name}-{label}.png")
                     context.close()
+                # The system's dark setting, followed by the console (prefers-color-scheme).
+                context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+                page = context.new_page()
+                page.goto(f"{server.url}/console/sign-in")
+                page.fill("#api_key", KEY)
+                page.click("main button[type=submit]")
+                page.wait_for_url("**/console/threads")
+                page.goto(server.url + pages["run"])
+                page.click(".step:nth-child(1) summary")
+                page.screenshot(path=str(OUT / "run-dark.png"), full_page=True)
+                print(OUT / "run-dark.png")
+                context.close()
                 browser.close()
 
 

@@ -73,6 +73,15 @@ def test_create_an_assistant_with_a_function_tool(page_a: Any, server: LiveProce
     assert saved.tools[0].function.name == "get_forecast"
     assert saved.tools[0].function.parameters["properties"]["days"] == {"type": "integer"}
 
+    page_a.fill("#name", "Forecaster 2")  # edit, then delete
+    page_a.click("#assistant-form button[type=submit]")
+    page_a.wait_for_function("() => document.querySelector('h1').textContent.includes('Forecaster 2')")
+    assert client.beta.assistants.retrieve(assistant_id).name == "Forecaster 2"
+    page_a.on("dialog", lambda d: d.accept())
+    with page_a.expect_navigation(url="**/console/assistants"):
+        page_a.click("button:has-text('Delete')")
+    assert assistant_id not in [a.id for a in client.beta.assistants.list(limit=100).data]
+
 
 def test_playground_streams_text_in_pieces_and_answers_a_function_call(
         page_a: Any, server: LiveProcess, client: OpenAI) -> None:
@@ -210,6 +219,9 @@ def test_upload_a_file_to_a_vector_store_and_see_it_complete(
     row.wait_for()
     page_a.wait_for_selector("#store-files tr[data-status=completed]")  # followed live, no reload
     assert row.locator("[data-field=status]").inner_text() == "completed"
+    page_a.wait_for_function("() => /^[0-9]+$/.test(document.querySelector('#store-files [data-field=chunks]')"
+                             ".textContent)")
+    assert int(row.locator("[data-field=chunks]").inner_text()) >= 1
     file_id = row.get_attribute("data-file")
     assert client.vector_stores.files.retrieve(file_id, vector_store_id=store_id).status == "completed"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from assistd.console.paging import nav_links, page_params
 from assistd.console.web import Visitor, page, render
@@ -13,6 +13,7 @@ from assistd.pagination import PageParams
 from assistd.services import files as file_service
 from assistd.services import vector_store_files as store_file_service
 from assistd.services import vector_stores as store_service
+from assistd.services.store_file_stats import chunk_counts
 
 router = APIRouter()
 
@@ -52,12 +53,23 @@ async def store_page(request: Request, who: Visitor, store_id: str) -> Response:
         result = await store_file_service.list_files(conn, who.project_id, store_id, params)
         files = {f["id"]: f for f in _items(await file_service.list_files(conn, who.project_id,
                                                                           PageParams(limit=100)))}
-    store_files = _items(result)
+        store_files = _items(result)
+        chunks = await chunk_counts(conn, who.project_id, store_id, [f["id"] for f in store_files])
     older, newer = nav_links(request, params, result)
     attached = {f["id"] for f in store_files}
-    return render(request, who, "vector_store.html", store=store, store_files=store_files, names=files,
+    return render(request, who, "vector_store.html", store=store, store_files=store_files, names=files, chunks=chunks,
                   candidates=[f for f in files.values() if f["id"] not in attached], older=older, newer=newer,
                   nav="storage", tab="stores")
+
+
+@router.get("/storage/vector_stores/{store_id}/chunk_counts")
+@page
+async def store_chunk_counts(request: Request, who: Visitor, store_id: str) -> Response:
+    """``{file_id: chunks}`` for ``?file_id=…`` (repeatable), for the store page's live rows."""
+    wanted = request.query_params.getlist("file_id")[:100]
+    async with request.app.state.db.read() as conn:
+        counts = await chunk_counts(conn, who.project_id, store_id, wanted)
+    return JSONResponse(counts, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/storage/vector_stores/{store_id}/files/{file_id}")

@@ -20,6 +20,10 @@ async function followFile(storeId, row) {
     row.querySelector("[data-field=usage_bytes]").textContent = f.usage_bytes;
     row.querySelector("[data-field=last_error]").textContent = f.last_error ? f.last_error.message : "";
   }
+  if (row.dataset.status === "completed" && row.querySelector("[data-field=chunks]").textContent === "…") {
+    const response = await fetch("/console/storage/vector_stores/" + storeId + "/chunk_counts?file_id=" + encodeURIComponent(fileId), { credentials: "same-origin" });
+    if (response.ok) row.querySelector("[data-field=chunks]").textContent = String((await response.json())[fileId] ?? "");
+  }
 }
 
 function fileRow(storeId, file, name) {
@@ -27,6 +31,7 @@ function fileRow(storeId, file, name) {
   return Console.el("tr", { "data-file": file.id, "data-status": file.status },
     Console.el("td", {}, link, Console.el("br"), Console.el("span", { class: "mono muted", text: file.id })),
     Console.el("td", {}, Console.el("span", { class: "status s-" + file.status, "data-field": "status", text: file.status })),
+    Console.el("td", { "data-field": "chunks", text: "…" }),
     Console.el("td", { "data-field": "usage_bytes", text: String(file.usage_bytes) }),
     Console.el("td", { class: "error-message", "data-field": "last_error", text: file.last_error ? file.last_error.message : "" }));
 }
