@@ -223,3 +223,18 @@ def test_usage_counts_the_projects_runs(console_a: httpx.Client, console_b: http
     assert "usage-model-b" in page and "completed" in page
     assert "usage-model-b" not in console_a.get("/console/usage").text
     assert console_a.get("/console/usage?days=abc").status_code == 400
+
+
+def test_oversized_or_odd_console_requests_are_refused_not_crashed(console_a: httpx.Client) -> None:
+    with httpx.Client(base_url=console_a.base_url, timeout=30) as anonymous:
+        token = csrf_of(anonymous.get("/console/sign-in").text)
+        body = b"api_key=" + b"a" * 100_000 + b"&csrf_token=" + token.encode()
+        big = anonymous.post("/console/sign-in", content=body,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert big.status_code == 413
+    assert console_a.get("/console/threads?after=thread_nope").status_code == 400  # the API's cursor message
+    assert "no object found with id" in console_a.get("/console/threads?after=thread_nope").text
+    assert console_a.get("/console/threads?limit=1000").status_code == 400
+    assert console_a.get("/console/threads/thread_%00x").status_code == 404
+    assert console_a.get("/console/threads/thread_x/runs/run_y").status_code == 404
+    assert _relay(console_a, "GET", "/../healthz").status_code in (400, 404)

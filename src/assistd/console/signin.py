@@ -12,8 +12,10 @@ from assistd.console.web import (
     CSRF_FIELD,
     STATIC_DIR,
     CsrfRefused,
+    FormTooLarge,
     check_csrf,
     console_state,
+    read_form,
     render,
     set_session_cookie,
     visitor,
@@ -49,14 +51,17 @@ async def sign_in_page(request: Request, next: str | None = None) -> Response:
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
     who = await visitor(request)
-    form = await request.form()
-    target = _safe_next(str(form.get("next") or ""))
     try:
-        check_csrf(request, who, str(form.get(CSRF_FIELD) or ""))
+        form = await read_form(request)
+    except (FormTooLarge, ValueError):
+        return render(request, who, "signin.html", 413, next="/console/threads", error="This form is too large.")
+    target = _safe_next(form.get("next"))
+    try:
+        check_csrf(request, who, form.get(CSRF_FIELD))
     except CsrfRefused:
         return render(request, who, "signin.html", 403, next=target,
                       error="This form expired (its CSRF token did not match). Please try again.")
-    key = str(form.get("api_key") or "").strip()
+    key = (form.get("api_key") or "").strip()
     try:
         if not key:
             raise Unauthorized("Enter an API key.")
@@ -72,10 +77,10 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     who = await visitor(request)
-    form = await request.form()
     try:
-        check_csrf(request, who, str(form.get(CSRF_FIELD) or ""))
-    except CsrfRefused:
+        form = await read_form(request)
+        check_csrf(request, who, form.get(CSRF_FIELD))
+    except (FormTooLarge, ValueError, CsrfRefused):
         return render(request, who, "error.html", 403, title="Refused",
                       message="This request did not carry the page's CSRF token. Reload the page and retry.")
     response = RedirectResponse("/console/sign-in", status_code=303)

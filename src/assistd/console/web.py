@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -84,6 +84,25 @@ async def signed_in(request: Request) -> Visitor:
     if who.project_id is None:
         raise SignInRequired
     return who
+
+
+FORM_MAX_BYTES = 16 * 1024
+
+
+class FormTooLarge(Exception):
+    pass
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (sign-in, sign-out). Read with a size cap: /console bodies skip the API's
+    body-size middleware (they are not JSON), so nothing else bounds them."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_MAX_BYTES:
+            raise FormTooLarge
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+    return {name: values[0] for name, values in fields.items()}
 
 
 def check_csrf(request: Request, who: Visitor, form_token: str | None = None) -> None:
