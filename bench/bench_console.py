@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import TEST_KEY, assistd_server, database, describe_setup
+from bench.harness import TEST_KEY, add_common_args, assistd_server, database, describe_setup
 
 MESSAGES = 1000
 STEPS = 200
@@ -96,8 +96,8 @@ def _time(console: httpx.Client, path: str, n: int) -> tuple[float, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--database-url", default=None)
+    add_common_args(parser)  # --database-url; the load options scripts/bench passes to every benchmark are unused
+    parser.add_argument("--requests", type=int, default=30, help="fetches of each page")
     args = parser.parse_args()
     print(describe_setup())
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp, database(args.database_url, Path(tmp)) as url:

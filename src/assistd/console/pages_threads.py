@@ -26,6 +26,7 @@ router = APIRouter()
 
 MESSAGES_PER_PAGE = 50
 STEPS_PER_PAGE = 100
+RUNS_PER_PAGE = 20
 
 
 def _items(page_obj: object) -> list[dict]:
@@ -60,10 +61,14 @@ async def thread_page(request: Request, who: Visitor, thread_id: str) -> Respons
     async with request.app.state.db.read() as conn:
         thread = await thread_service.get(conn, who.project_id, thread_id)
         result = await message_service.list_page(conn, who.project_id, thread_id, params)
-        runs = _items(await run_service.list_page(conn, who.project_id, thread_id, PageParams(limit=20)))
+        run_params = PageParams(limit=RUNS_PER_PAGE, after=q.get("runs_after") or None)
+        run_page = await run_service.list_page(conn, who.project_id, thread_id, run_params)
+        runs = _items(run_page)
     messages = list(reversed(_items(result)))  # newest page first, shown oldest → newest
     older, newer = nav_links(request, params, result)
-    return render(request, who, "thread.html", thread=thread, messages=messages, runs=runs, older=older,
+    more_runs = with_query(request, runs_after=run_page.last_id) if run_page.has_more else None
+    return render(request, who, "thread.html", thread=thread, messages=messages, runs=runs, more_runs=more_runs,
+                  older=older,
                   newer=newer, segments=views.text_segments, safe_url=views.safe_url, nav="threads")
 
 
