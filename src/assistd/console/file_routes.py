@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from assistd.api.files import content_disposition
-from assistd.console.web import Visitor, page
+from assistd.console.web import Member, page
 from assistd.errors import APIError
 from assistd.services import files as file_service
 
@@ -32,7 +32,7 @@ def image_type(head: bytes) -> str | None:
 
 @router.get("/files/{file_id}/download")
 @page
-async def download(request: Request, who: Visitor, file_id: str) -> Response:
+async def download(request: Request, who: Member, file_id: str) -> Response:
     async with request.app.state.db.read() as conn:
         file = await file_service.get_file(conn, who.project_id, file_id)
     chunks = await file_service.open_content(request.app.state.blobs, file)
@@ -43,7 +43,7 @@ async def download(request: Request, who: Visitor, file_id: str) -> Response:
 
 @router.get("/files/{file_id}/image")
 @page
-async def image(request: Request, who: Visitor, file_id: str) -> Response:
+async def image(request: Request, who: Member, file_id: str) -> Response:
     async with request.app.state.db.read() as conn:
         file = await file_service.get_file(conn, who.project_id, file_id)
     try:

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from assistd.console.paging import nav_links, page_params
-from assistd.console.web import Visitor, page, render
+from assistd.console.web import Member, page, render
 from assistd.services import assistants as assistant_service
 
 router = APIRouter()
 
-NEW = {"id": None, "model": "gpt-4o-mini", "name": "", "instructions": "", "tools": [], "tool_resources": {},
-       "temperature": None, "top_p": None, "response_format": "auto", "metadata": {}}
+NEW: dict[str, Any] = {"id": None, "model": "gpt-4o-mini", "name": "", "instructions": "", "tools": [],
+                       "tool_resources": {}, "temperature": None, "top_p": None, "response_format": "auto",
+                       "metadata": {}}
 
 
 @router.get("/assistants")
 @page
-async def assistants_page(request: Request, who: Visitor) -> Response:
+async def assistants_page(request: Request, who: Member) -> Response:
     params = page_params(request)
     async with request.app.state.db.read() as conn:
         result = await assistant_service.list_page(conn, who.project_id, params)
@@ -27,7 +30,7 @@ async def assistants_page(request: Request, who: Visitor) -> Response:
                   older=older, newer=newer, nav="assistants")
 
 
-def _form(request: Request, who: Visitor, assistant: dict) -> Response:
+def _form(request: Request, who: Member, assistant: dict) -> Response:
     tools = assistant.get("tools") or []
     resources = assistant.get("tool_resources") or {}
     fmt = assistant.get("response_format") or "auto"
@@ -47,13 +50,13 @@ def _form(request: Request, who: Visitor, assistant: dict) -> Response:
 
 @router.get("/assistants/new")
 @page
-async def new_assistant(request: Request, who: Visitor) -> Response:
+async def new_assistant(request: Request, who: Member) -> Response:
     return _form(request, who, dict(NEW))
 
 
 @router.get("/assistants/{assistant_id}")
 @page
-async def edit_assistant(request: Request, who: Visitor, assistant_id: str) -> Response:
+async def edit_assistant(request: Request, who: Member, assistant_id: str) -> Response:
     async with request.app.state.db.read() as conn:
         assistant = await assistant_service.get(conn, who.project_id, assistant_id)
     return _form(request, who, assistant)

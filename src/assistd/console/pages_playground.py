@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from assistd.console import views
-from assistd.console.web import Visitor, page, render
+from assistd.console.web import Member, page, render
 from assistd.pagination import PageParams
 from assistd.services import assistants as assistant_service
 from assistd.services import messages as message_service
@@ -21,7 +21,7 @@ HISTORY = 30
 
 @router.get("/playground")
 @page
-async def playground(request: Request, who: Visitor) -> Response:
+async def playground(request: Request, who: Member) -> Response:
     q = request.query_params
     thread_id = (q.get("thread_id") or "").strip() or None
     async with request.app.state.db.read() as conn:

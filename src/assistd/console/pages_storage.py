@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from assistd.console.paging import nav_links, page_params
-from assistd.console.web import Visitor, page, render
+from assistd.console.web import Member, page, render
 from assistd.pagination import PageParams
 from assistd.services import files as file_service
 from assistd.services import vector_store_files as store_file_service
@@ -24,7 +24,7 @@ def _items(result: object) -> list[dict]:
 
 @router.get("/storage/files")
 @page
-async def files_page(request: Request, who: Visitor) -> Response:
+async def files_page(request: Request, who: Member) -> Response:
     params = page_params(request)
     async with request.app.state.db.read() as conn:
         result = await file_service.list_files(conn, who.project_id, params)
@@ -35,7 +35,7 @@ async def files_page(request: Request, who: Visitor) -> Response:
 
 @router.get("/storage/vector_stores")
 @page
-async def stores_page(request: Request, who: Visitor) -> Response:
+async def stores_page(request: Request, who: Member) -> Response:
     params = page_params(request)
     async with request.app.state.db.read() as conn:
         result = await store_service.list_stores(conn, who.project_id, params)
@@ -46,7 +46,7 @@ async def stores_page(request: Request, who: Visitor) -> Response:
 
 @router.get("/storage/vector_stores/{store_id}")
 @page
-async def store_page(request: Request, who: Visitor, store_id: str) -> Response:
+async def store_page(request: Request, who: Member, store_id: str) -> Response:
     params = page_params(request, default_limit=50)
     async with request.app.state.db.read() as conn:
         store = await store_service.get_store(conn, who.project_id, store_id)
@@ -64,7 +64,7 @@ async def store_page(request: Request, who: Visitor, store_id: str) -> Response:
 
 @router.get("/storage/vector_stores/{store_id}/chunk_counts")
 @page
-async def store_chunk_counts(request: Request, who: Visitor, store_id: str) -> Response:
+async def store_chunk_counts(request: Request, who: Member, store_id: str) -> Response:
     """``{file_id: chunks}`` for ``?file_id=…`` (repeatable), for the store page's live rows."""
     wanted = request.query_params.getlist("file_id")[:100]
     async with request.app.state.db.read() as conn:
@@ -74,7 +74,7 @@ async def store_chunk_counts(request: Request, who: Visitor, store_id: str) -> R
 
 @router.get("/storage/vector_stores/{store_id}/files/{file_id}")
 @page
-async def store_file_page(request: Request, who: Visitor, store_id: str, file_id: str) -> Response:
+async def store_file_page(request: Request, who: Member, store_id: str, file_id: str) -> Response:
     async with request.app.state.db.read() as conn:
         store = await store_service.get_store(conn, who.project_id, store_id)
         store_file = orjson.loads(await store_file_service.get_file(conn, who.project_id, store_id, file_id))

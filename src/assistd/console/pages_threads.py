@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from assistd.api.sse import run_events, sse_response
 from assistd.console import views
 from assistd.console.paging import nav_links, page_params, with_query
-from assistd.console.web import Visitor, page, render
+from assistd.console.web import Member, page, render
 from assistd.errors import NotFound
 from assistd.events.base import run_channel
 from assistd.pagination import PageParams
@@ -35,7 +35,7 @@ def _items(page_obj: object) -> list[dict]:
 
 @router.get("/threads")
 @page
-async def threads_page(request: Request, who: Visitor) -> Response:
+async def threads_page(request: Request, who: Member) -> Response:
     q = request.query_params
     found = (q.get("id") or "").strip()
     if found:
@@ -54,7 +54,7 @@ async def threads_page(request: Request, who: Visitor) -> Response:
 
 @router.get("/threads/{thread_id}")
 @page
-async def thread_page(request: Request, who: Visitor, thread_id: str) -> Response:
+async def thread_page(request: Request, who: Member, thread_id: str) -> Response:
     q = request.query_params
     params = PageParams(limit=MESSAGES_PER_PAGE, order="desc", after=q.get("after") or None,
                         before=q.get("before") or None)
@@ -72,7 +72,7 @@ async def thread_page(request: Request, who: Visitor, thread_id: str) -> Respons
                   newer=newer, segments=views.text_segments, safe_url=views.safe_url, nav="threads")
 
 
-async def _run_and_steps(request: Request, who: Visitor, thread_id: str, run_id: str) -> dict:
+async def _run_and_steps(request: Request, who: Member, thread_id: str, run_id: str) -> dict:
     after = request.query_params.get("steps_after") or None
     async with request.app.state.db.read() as conn:
         run = await run_service.get(conn, who.project_id, thread_id, run_id)
@@ -97,14 +97,14 @@ async def _run_and_steps(request: Request, who: Visitor, thread_id: str, run_id:
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 @page
-async def run_page(request: Request, who: Visitor, thread_id: str, run_id: str) -> Response:
+async def run_page(request: Request, who: Member, thread_id: str, run_id: str) -> Response:
     data = await _run_and_steps(request, who, thread_id, run_id)
     return render(request, who, "run.html", thread_id=thread_id, nav="threads", **data)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/timeline")
 @page
-async def run_timeline(request: Request, who: Visitor, thread_id: str, run_id: str) -> Response:
+async def run_timeline(request: Request, who: Member, thread_id: str, run_id: str) -> Response:
     """The timeline alone, which the run page fetches again as the run's events arrive."""
     data = await _run_and_steps(request, who, thread_id, run_id)
     return render(request, who, "_timeline.html", thread_id=thread_id, **data)
@@ -112,7 +112,7 @@ async def run_timeline(request: Request, who: Visitor, thread_id: str, run_id: s
 
 @router.get("/threads/{thread_id}/runs/{run_id}/events")
 @page
-async def run_events_stream(request: Request, who: Visitor, thread_id: str, run_id: str) -> Response:
+async def run_events_stream(request: Request, who: Member, thread_id: str, run_id: str) -> Response:
     """The run's events as the API streams them (same bus, same encoding), for a run already going."""
     project = who.project_id
     db = request.app.state.db

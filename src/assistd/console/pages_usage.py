@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from assistd.console.web import Visitor, page, render
+from assistd.console.web import Member, page, render
 from assistd.errors import InvalidRequest
 from assistd.services.usage_report import DAY, usage_report
 
@@ -18,7 +18,7 @@ PERIODS = (1, 7, 30, 90)
 
 @router.get("/usage")
 @page
-async def usage_page(request: Request, who: Visitor) -> Response:
+async def usage_page(request: Request, who: Member) -> Response:
     raw = request.query_params.get("days") or "30"
     if raw not in {str(p) for p in PERIODS}:
         raise InvalidRequest(f"Invalid 'days': expected one of {', '.join(map(str, PERIODS))}.", param="days")

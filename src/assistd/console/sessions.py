@@ -93,7 +93,9 @@ class SessionSigner:
         return _b64(self._mac(b"csrf:" + session.nonce.encode()))
 
     def csrf_ok(self, session: Session | None, token: str | None) -> bool:
-        return bool(session and token) and hmac.compare_digest(self.csrf_token(session), token or "")
+        if session is None or not token:
+            return False
+        return hmac.compare_digest(self.csrf_token(session), token)
 
 
 def _b64(data: bytes) -> str:

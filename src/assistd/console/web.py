@@ -43,13 +43,20 @@ class CsrfRefused(Exception):
     pass
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True)
 class Visitor:
     session: Session
     project_id: str | None  # None: not signed in (and not dev mode)
     dev_mode: bool
     fresh: bool  # the session is new: its cookie must be sent
     csrf: str
+
+
+@dataclass(frozen=True)
+class Member(Visitor):
+    """A visitor who sees a project: signed in, or anyone in dev mode. What page handlers are given."""
+
+    project_id: str
 
 
 @dataclass(slots=True)
@@ -79,11 +86,11 @@ async def visitor(request: Request) -> Visitor:
     return Visitor(session, project, dev, fresh, state.signer.csrf_token(session))
 
 
-async def signed_in(request: Request) -> Visitor:
+async def signed_in(request: Request) -> Member:
     who = await visitor(request)
     if who.project_id is None:
         raise SignInRequired
-    return who
+    return Member(who.session, who.project_id, who.dev_mode, who.fresh, who.csrf)
 
 
 FORM_MAX_BYTES = 16 * 1024

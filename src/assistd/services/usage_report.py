@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,7 @@ async def usage_report(conn: AsyncConnection, project_id: str, since: int) -> Us
     return report
 
 
-def _add(sums: dict[tuple[str, str], Counter[str]], rows: list[Any]) -> None:
+def _add(sums: dict[tuple[str, str], Counter[str]], rows: Sequence[Any]) -> None:
     for _, created_at, data in rows:
         run = orjson.loads(data)
         day = dt.datetime.fromtimestamp(created_at, dt.UTC).strftime("%Y-%m-%d")
