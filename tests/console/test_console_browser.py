@@ -99,6 +99,7 @@ def test_playground_streams_text_in_pieces_and_answers_a_function_call(
     seen = [s for s in page_a.evaluate("window.__seen") if s]
     assert len(set(seen)) >= 3 and "alpha beta gamma delta epsilon".startswith(seen[0]), seen
     assert page_a.locator("#live-steps li").count() >= 1
+    page_a.wait_for_selector("#timing:has-text('first token')")  # written once the stream has ended
 
     page_a.fill("#prompt", '[tool: get_weather {"city": "Paris"}]')
     page_a.click("#send")

@@ -88,13 +88,14 @@ def timeline(run: dict[str, Any], steps: list[dict[str, Any]], now: float | None
 
 
 def phases(run: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where the run's time went: queued (created → started), to the first output (started → first
-    step), producing (→ done). Whole seconds, as stored."""
+    """Where the run's time went: queued (created → started), started → its first step (the model's
+    first output, or the answer's step stored while the model is called), first step → done. Whole
+    seconds, as stored: no first-token time is stored."""
     created, started = run.get("created_at"), run.get("started_at")
     first = min((s["created_at"] for s in steps if s.get("created_at")), default=None)
     done = run_end(run)
-    rows = [("queued", created, started), ("started → first output", started, first),
-            ("first output → done", first, done)]
+    rows = [("queued", created, started), ("started → first step", started, first),
+            ("first step → done", first, done)]
     return [{"name": name, "from": a, "to": b, "seconds": (b - a) if a and b else None} for name, a, b in rows]
 
 

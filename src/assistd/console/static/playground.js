@@ -76,6 +76,11 @@ document.addEventListener("DOMContentLoaded", () => {
   async function follow(response) {
     cancel.disabled = false;
     send.disabled = true;
+    // Measured here, in milliseconds (stored times are whole seconds): this page's view of where time went.
+    const started = performance.now();
+    let firstToken = null;
+    const timing = document.getElementById("timing");
+    timing.textContent = "";
     await Console.readEvents(response, (name, data) => {
       if (name === "thread.created") {
         threadId = data.id;
@@ -87,6 +92,7 @@ document.addEventListener("DOMContentLoaded", () => {
         bubble(data.role, data.id, "");
       } else if (name === "thread.message.delta") {
         const body = bubbles[data.id] || bubble("assistant", data.id, "");
+        if (firstToken === null) firstToken = performance.now() - started;
         for (const part of data.delta.content || []) {
           if (part.type === "text" && part.text && part.text.value) {
             body.append(document.createTextNode(part.text.value));
@@ -107,6 +113,8 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
     send.disabled = false;
+    const total = Math.round(performance.now() - started);
+    timing.textContent = (firstToken !== null ? "first token " + Math.round(firstToken) + " ms · " : "") + "stream " + total + " ms";
     if (["completed", "failed", "cancelled", "expired", "incomplete", "requires_action"].includes(state.dataset.status)) cancel.disabled = true;
   }
 
