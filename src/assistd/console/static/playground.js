@@ -81,7 +81,8 @@ document.addEventListener("DOMContentLoaded", () => {
     let firstToken = null;
     const timing = document.getElementById("timing");
     timing.textContent = "";
-    await Console.readEvents(response, (name, data) => {
+    try {
+      await Console.readEvents(response, (name, data) => {
       if (name === "thread.created") {
         threadId = data.id;
         document.getElementById("thread-id").textContent = threadId;
@@ -111,7 +112,10 @@ document.addEventListener("DOMContentLoaded", () => {
       } else if (name === "error") {
         showError((data && data.message) || "stream error");
       }
-    });
+      });
+    } catch (e) {
+      showError("The stream broke off (" + e.message + "); the run goes on: see its page.");
+    }
     send.disabled = false;
     const total = Math.round(performance.now() - started);
     timing.textContent = (firstToken !== null ? "first token " + Math.round(firstToken) + " ms · " : "") + "stream " + total + " ms";
