@@ -83,35 +83,35 @@ document.addEventListener("DOMContentLoaded", () => {
     timing.textContent = "";
     try {
       await Console.readEvents(response, (name, data) => {
-      if (name === "thread.created") {
-        threadId = data.id;
-        document.getElementById("thread-id").textContent = threadId;
-        history.replaceState(null, "", "/console/playground?thread_id=" + encodeURIComponent(threadId) + "&assistant_id=" + encodeURIComponent(document.getElementById("assistant").value));
-      } else if (name.startsWith("thread.run.step.") && name !== "thread.run.step.delta") {
-        stepRow(data);
-      } else if (name === "thread.message.created") {
-        bubble(data.role, data.id, "");
-      } else if (name === "thread.message.delta") {
-        const body = bubbles[data.id] || bubble("assistant", data.id, "");
-        if (firstToken === null) firstToken = performance.now() - started;
-        for (const part of data.delta.content || []) {
-          if (part.type === "text" && part.text && part.text.value) {
-            body.append(document.createTextNode(part.text.value));
-            body.dataset.deltas = String(Number(body.dataset.deltas) + 1);
+        if (name === "thread.created") {
+          threadId = data.id;
+          document.getElementById("thread-id").textContent = threadId;
+          history.replaceState(null, "", "/console/playground?thread_id=" + encodeURIComponent(threadId) + "&assistant_id=" + encodeURIComponent(document.getElementById("assistant").value));
+        } else if (name.startsWith("thread.run.step.") && name !== "thread.run.step.delta") {
+          stepRow(data);
+        } else if (name === "thread.message.created") {
+          bubble(data.role, data.id, "");
+        } else if (name === "thread.message.delta") {
+          const body = bubbles[data.id] || bubble("assistant", data.id, "");
+          if (firstToken === null) firstToken = performance.now() - started;
+          for (const part of data.delta.content || []) {
+            if (part.type === "text" && part.text && part.text.value) {
+              body.append(document.createTextNode(part.text.value));
+              body.dataset.deltas = String(Number(body.dataset.deltas) + 1);
+            }
           }
+        } else if (name === "thread.message.completed") {
+          const body = bubbles[data.id];
+          if (body) body.dataset.complete = "true";
+        } else if (name.startsWith("thread.run.") && data && data.object === "thread.run") {
+          runId = data.id;
+          state.textContent = data.status;
+          state.dataset.status = data.status;
+          document.getElementById("run-link").replaceChildren(Console.el("a", { href: "/console/threads/" + data.thread_id + "/runs/" + data.id, text: "Open run " + data.id }));
+          if (data.status === "requires_action") toolForm(data);
+        } else if (name === "error") {
+          showError((data && data.message) || "stream error");
         }
-      } else if (name === "thread.message.completed") {
-        const body = bubbles[data.id];
-        if (body) body.dataset.complete = "true";
-      } else if (name.startsWith("thread.run.") && data && data.object === "thread.run") {
-        runId = data.id;
-        state.textContent = data.status;
-        state.dataset.status = data.status;
-        document.getElementById("run-link").replaceChildren(Console.el("a", { href: "/console/threads/" + data.thread_id + "/runs/" + data.id, text: "Open run " + data.id }));
-        if (data.status === "requires_action") toolForm(data);
-      } else if (name === "error") {
-        showError((data && data.message) || "stream error");
-      }
       });
     } catch (e) {
       showError("The stream broke off (" + e.message + "); the run goes on: see its page.");
