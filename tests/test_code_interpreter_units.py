@@ -94,3 +94,53 @@ def test_snapshot_reports_regular_files_only_and_reads_refuse_links(tmp_path: Pa
     (work / "sub" / "out.csv").symlink_to(secret)
     with pytest.raises(OSError):
         created[0].read_bytes()
+
+
+def fake_cgroup_v2(root: Path, own: str, *, enabled: str = "") -> Path:
+    """A directory shaped like a cgroup v2 mount (files only: what the code reads and writes)."""
+    (root / "cgroup.controllers").write_text("cpu memory pids\n")
+    parent = root / own.lstrip("/")
+    parent.mkdir(parents=True, exist_ok=True)
+    (parent / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.subtree_control").write_text(enabled)
+    (parent / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    return parent
+
+
+def test_session_cgroups_on_cgroup_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import shutil
+
+    from assistd.tools.code_interpreter import cgroups
+
+    parent = fake_cgroup_v2(tmp_path, "/system.slice/assistd.service")
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    monkeypatch.setattr(cgroups, "_own_cgroups", lambda: {"": "/system.slice/assistd.service"})
+    # a real cgroupfs removes a cgroup's control files with it
+    monkeypatch.setattr(cgroups.SessionCgroup, "remove_now", lambda self: [shutil.rmtree(d) for d in self.dirs])
+    made = cgroups.Cgroups("auto", 300 * 1024**2, 16)
+    assert made.available and made.v2 and made.parents == [parent], made.reason
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory +pids"
+    session = made.create()
+    [d] = session.dirs
+    assert d.parent == parent and d.name.startswith(f"assistd-code-{os.getpid()}-")
+    assert ((d / "memory.max").read_text(), (d / "memory.swap.max").read_text(), (d / "pids.max").read_text()) == (
+        str(300 * 1024**2), "0", "16")
+    session.add(4242)
+    assert (d / "cgroup.procs").read_text() == "4242"
+    assert session.oom_kills() == 0
+    (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert session.oom_kills() == 1
+    session.remove_now()
+    assert not d.exists() and asyncio.run(session.remove())
+
+
+def test_session_cgroups_off_or_unusable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistd.tools.code_interpreter import cgroups
+
+    off = cgroups.Cgroups("off", 1, 1)
+    assert not off.available and "off" in off.describe()
+    fake_cgroup_v2(tmp_path, "/").joinpath("cgroup.controllers").write_text("cpu\n")
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    explicit = cgroups.Cgroups(str(tmp_path), 1, 1)
+    assert not explicit.available and "memory and pids" in explicit.reason

@@ -26,6 +26,8 @@ def ids(client) -> dict[str, str]:
             "m": client.beta.threads.messages.list(t.id).data[0].id}
 
 
+JSON = {"Content-Type": "application/json"}  # what every SDK sends with a JSON body
+
 BODY_ROUTES = ["/assistants", "/assistants/{a}", "/threads", "/threads/{t}", "/threads/{t}/messages",
                "/threads/{t}/messages/{m}"]
 
@@ -36,18 +38,10 @@ BODY_ROUTES = ["/assistants", "/assistants/{a}", "/threads", "/threads/{t}", "/t
                                  b'{"model": "m", "name": "\\ud800"}', b'{"metadata": {"k": "\\udc00x"}}',
                                  b"[" * 2000 + b"]" * 2000, b'{"a": 1} trailing'])
 def test_bad_json_is_400(http, ids, path, raw):
-    r = http.post(path.format(**ids), content=raw, headers={"Content-Type": "application/json"})
+    r = http.post(path.format(**ids), content=raw, headers=JSON)
     error = error_of(r, 400)
     assert error["type"] == "invalid_request_error"
     assert error["message"].startswith("We could not parse the JSON body of your request.")
-
-
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_json_read_whatever_the_content_type(http, content_type):
-    headers = {"Content-Type": content_type} if content_type else {}
-    r = http.post("/assistants", content=json.dumps({"model": "m", "name": "ct"}), headers=headers)
-    assert r.status_code == 200, r.text
-    assert_schema(r.json(), "AssistantObject")
 
 
 @pytest.mark.parametrize("path", ["/assistants", "/assistants/{a}", "/threads/{t}", "/threads/{t}/messages",
@@ -60,14 +54,14 @@ def test_missing_body_is_400(http, ids, path):
 @pytest.mark.parametrize("raw", [b"[]", b'[{"model": "m"}]', b'"model"', b"42", b"true", b"null"])
 @pytest.mark.parametrize("path", ["/assistants", "/threads/{t}/messages", "/assistants/{a}"])
 def test_non_object_body_is_400(http, ids, path, raw):
-    error = error_of(http.post(path.format(**ids), content=raw), 400)
+    error = error_of(http.post(path.format(**ids), content=raw, headers=JSON), 400)
     assert error["type"] == "invalid_request_error" and error["param"] is None
     assert error["message"].startswith("Invalid body: expected an object, but got ")
 
 
 def test_thread_create_with_non_object_body(http):
     for raw in (b"[]", b'"x"', b"1"):
-        error_of(http.post("/threads", content=raw), 400)
+        error_of(http.post("/threads", content=raw, headers=JSON), 400)
 
 
 @pytest.mark.parametrize(("method", "path"), [
@@ -97,7 +91,7 @@ def test_wrong_method_is_405(http, ids, method, path):
 
 def test_body_over_32_mib_is_413(http):
     big = b'{"model": "m", "instructions": "' + b"x" * (33 * 1024 * 1024) + b'"}'
-    r = http.post("/assistants", content=big)
+    r = http.post("/assistants", content=big, headers=JSON)
     error = error_of(r, 413)
     assert error["type"] == "invalid_request_error" and "too large" in error["message"]
 
@@ -109,13 +103,13 @@ def test_body_over_32_mib_without_length_is_413(http):
             yield b"x" * (1024 * 1024)
         yield b'"}'
 
-    error_of(http.post("/assistants", content=chunks()), 413)
+    error_of(http.post("/assistants", content=chunks(), headers=JSON), 413)
 
 
 def test_body_under_limit_is_read(http):
     # Just under 32 MiB but far over instructions' 256,000: read whole, then refused by validation.
     big = b'{"model": "m", "instructions": "' + b"x" * (31 * 1024 * 1024) + b'"}'
-    error = error_of(http.post("/assistants", content=big), 400)
+    error = error_of(http.post("/assistants", content=big, headers=JSON), 400)
     assert error["param"] == "instructions"
 
 
@@ -192,7 +186,7 @@ HOSTILE: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("path", "body"), HOSTILE, ids=[f"{i}" for i in range(len(HOSTILE))])
 def test_hostile_payloads_are_400(http, ids, path, body):
-    r = http.post(path.format(**ids), content=json.dumps(body))
+    r = http.post(path.format(**ids), content=json.dumps(body), headers=JSON)
     error = error_of(r, 400)
     assert error["type"] == "invalid_request_error"
 

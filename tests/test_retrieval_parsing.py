@@ -169,3 +169,51 @@ def test_strategy_validation() -> None:
         strategy_params({"type": "other"})
     with pytest.raises(ChunkingError):
         chunk("text", 50, 0)
+
+
+def small_docx(text: str) -> bytes:
+    from docx import Document
+
+    doc = Document()
+    doc.add_paragraph(text)
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()
+
+
+def test_docx_packages_are_held_to_the_limits() -> None:
+    from assistd.retrieval.parse_limits import ParseLimits
+
+    data = small_docx("inside the limits")
+    assert parse(data, "ok.docx", None, ParseLimits()) == "inside the limits"
+    with pytest.raises(InvalidFile, match="parts"):
+        parse(data, "few.docx", None, ParseLimits(max_entries=3))
+    with pytest.raises(InvalidFile, match="decompress"):
+        parse(data, "small.docx", None, ParseLimits(max_bytes=2000))
+
+
+def test_the_parse_worker_answers_and_fails_files_not_the_server() -> None:
+    import asyncio
+
+    from assistd.retrieval.parse_limits import ParseLimits
+    from assistd.retrieval.parse_worker import parse_isolated
+
+    async def attempt(data: bytes, name: str, limits: ParseLimits) -> str | Exception:
+        try:
+            return await parse_isolated(data, name, None, limits)
+        except Exception as exc:
+            return exc
+
+    async def main() -> list[str | Exception]:
+        return await asyncio.gather(
+            attempt(small_docx("from the worker \u00e9"), "w.docx", ParseLimits()),
+            attempt(b"\x89PNG\r\n\x1a\n", "i.png", ParseLimits()),
+            attempt(b"hi", "slow.txt", ParseLimits(timeout_seconds=0.001)),  # killed before it starts
+            attempt(b"[" + b"[]," * 3_000_000 + b"[]]", "big.json",  # 9 MB, ~200 MB of lists
+                    ParseLimits(memory_bytes=120 * 1024**2)))
+
+    text, image, slow, big = asyncio.run(main())
+    assert text == "from the worker \u00e9"
+    assert isinstance(image, UnsupportedFile)
+    assert isinstance(slow, InvalidFile) and "within 0.001 s" in slow.message
+    assert isinstance(big, InvalidFile) and "memory" in big.message

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from assistd import console
 from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
+from assistd.api.authenticate import Authenticate
 from assistd.api.hot import HotReads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
@@ -41,11 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         await migrate(db)
-        auth = Authenticator(db, settings.api_keys)
-        await auth.start()
-        if await auth.dev_mode():
-            log.warning("no API keys configured (ASSISTD_API_KEYS, `assistd keys create`): local dev mode "
-                        "accepts any key. Do not expose this server.")
+        auth = Authenticator(db, settings.api_keys, dev_mode=settings.dev_mode)
+        await auth.start()  # logs the key mode (keys, keyless dev mode, or closed)
         bus = create_bus(settings)
         await bus.start()
         step_cache = TerminalStepCache()
@@ -126,9 +124,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response(error_body("not ready", "server_error"), 503)
 
     console.install(app, settings)
-    # The console's own forms are not JSON; its relay to /v1 passes through here again as a /v1 request.
-    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, exempt_prefixes=("/v1/files", "/console"))
-    # Added last, so outermost: the hot GETs' success path skips everything above (api/hot.py).
+    # The last added is the outermost: hot GETs (api/hot.py), then the key check, then the body is read.
+    # Uploads relayed by the console (console/relay.py) are bounded by the files route, as /v1/files ones.
+    app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds,
+                       exempt_prefixes=("/v1/files", "/console/api/v1/files"))
+    app.add_middleware(Authenticate, state=app.state)
     app.add_middleware(HotReads, state=app.state)
     return app
 

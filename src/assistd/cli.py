@@ -14,8 +14,10 @@ _ENV_HELP = """
 configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_DATABASE_URL   sqlite:///./.assistd/assistd.db (default) or postgresql://user@host:5432/db
   ASSISTD_DATA_DIR       where uploaded files live (default ./.assistd)
-  ASSISTD_API_KEYS       comma list of keys, each `secret` or `secret:project`;
-                         unset (and no `assistd keys create` keys) = local dev mode, any key accepted
+  ASSISTD_API_KEYS       comma list of keys, each `secret` or `secret:project`
+  ASSISTD_DEV_MODE       keyless dev mode. Unset: only while no key was ever stored (`assistd keys create`;
+                         revoked keys count) and ASSISTD_API_KEYS is unset, for direct loopback connections.
+                         1: whenever no key is active, from any host. 0: never. Otherwise, no valid key = 401
   ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream; unset (and no models file): the scripted dev model,
                          served in-process (see the log and the console's banner)
   ASSISTD_LLM_API_KEY    key sent to the upstream
@@ -29,6 +31,13 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_RUN_TTL_SECONDS runs expire this long after creation (default 600, as the hosted API)
   ASSISTD_REDIS_URL      redis://… carries run events between processes (default on PostgreSQL: LISTEN/NOTIFY)
   ASSISTD_MAX_BODY_BYTES largest JSON request body accepted (default 32 MiB)
+  ASSISTD_HEADER_TIMEOUT_SECONDS  a connection must send a complete request head this soon after connecting
+                         or after its previous response, or it is closed (default 10)
+  ASSISTD_BODY_TIMEOUT_SECONDS  a request body that sends nothing for this long is dropped with 408 (default 30)
+  ASSISTD_PARSE_MAX_BYTES documents may decompress to / yield at most this (default 256 MiB)
+  ASSISTD_PARSE_MAX_ENTRIES most entries of a zip-based document such as DOCX (default 10000)
+  ASSISTD_PARSE_TIMEOUT_SECONDS parsing one document is stopped after this long (default 120)
+  ASSISTD_PARSE_MEMORY_BYTES address-space limit of the process parsing a document (default 2 GiB)
   (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
 
@@ -45,16 +54,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from assistd.api.http_protocol import protocol_with_header_timeout
     from assistd.app import create_app
 
     settings = _settings(args)
     _configure_logging(settings)
+    _warn_about_exposure(settings, args.host)
+    _private_data_dir(settings)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_with_header_timeout(settings.header_timeout_seconds),
         log_level=settings.log_level,
         access_log=args.access_log,
         timeout_graceful_shutdown=30,
@@ -62,11 +74,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _private_data_dir(settings: Settings) -> None:
+    from assistd.private_files import private_dir, warn_if_shared
+
+    if settings.data_dir.exists():
+        warn_if_shared(settings.data_dir)
+    else:
+        private_dir(settings.data_dir)
+
+
+def _warn_about_exposure(settings: Settings, host: str) -> None:
+    """Keyless dev mode on a non-loopback bind: said loudly (services/auth.py decides per request)."""
+    if settings.api_keys or host in ("127.0.0.1", "localhost", "::1"):
+        return
+    log = logging.getLogger("assistd.auth")
+    if settings.dev_mode:
+        log.warning("ASSISTD_DEV_MODE=1 on %s: while no API key is active, ANYONE who can reach this port "
+                    "can use the server (runs, code execution, your upstream key) without a key", host)
+    elif settings.dev_mode is None:
+        log.warning("listening on %s: without an active API key, requests from other hosts are refused "
+                    "(401); only this machine's loopback connections may go keyless", host)
+
+
 def _worker(args: argparse.Namespace) -> int:
     from assistd.runner.worker_main import run_worker
 
     settings = _settings(args)
     _configure_logging(settings)
+    _private_data_dir(settings)
     if settings.database_url.startswith("sqlite"):
         print("assistd worker needs PostgreSQL: with SQLite, `assistd serve` executes runs itself")
         return 2

@@ -22,8 +22,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./.assistd"), description="where files and blobs live")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="comma list of static keys, each `secret` or `secret:project`; unset = local dev mode",
+        description="comma list of static keys, each `secret` or `secret:project`",
     )
+    dev_mode: bool | None = Field(None, description="keyless local dev mode: unset = only on a database where no "
+                                  "key was ever stored, for direct loopback connections; 1 = whenever no key is "
+                                  "active, from anywhere; 0 = never (README: Security)")
     redis_url: str | None = Field(None, description="redis://… carries run events between processes "
                                   "(default on PostgreSQL: LISTEN/NOTIFY)")
     llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream (unset, and no "
@@ -41,7 +44,24 @@ class Settings(BaseSettings):
                                  "last heartbeat; another worker then resumes the run")
     run_ttl_seconds: int = Field(600, ge=1, description="runs expire this long after creation (the API's 10 min)")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="largest JSON request body accepted")
+    header_timeout_seconds: float = Field(10.0, gt=0, description="a connection must send a whole request head "
+                                          "(line and headers) this soon after connecting or after its last response")
+    body_timeout_seconds: float = Field(30.0, gt=0, description="a request body that sends nothing for this long "
+                                        "is dropped (408)")
+    parse_max_bytes: int = Field(256 * 1024**2, gt=0, description="an uploaded document may decompress to at "
+                                 "most this (a DOCX's parts, a PDF's streams) and yield at most this much text; "
+                                 "larger files fail with invalid_file (decompression bombs)")
+    parse_max_entries: int = Field(10_000, gt=0, description="most entries in a zip-based document (DOCX)")
+    parse_timeout_seconds: float = Field(120.0, gt=0, description="parsing one document (in a worker process) "
+                                         "is stopped after this long: the file fails with invalid_file")
+    parse_memory_bytes: int = Field(2 * 1024**3, gt=64 * 1024**2, description="address-space limit of the "
+                                    "process parsing one document")
     log_level: str = "info"
+
+    @field_validator("dev_mode", mode="before")
+    @classmethod
+    def _unset_dev_mode(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -157,13 +157,18 @@ def test_pages_carry_a_strict_csp_and_static_files_are_cached(console_a: httpx.C
 def test_downloads_are_attachments_and_images_only_raster(console_a: httpx.Client) -> None:
     html = b"<html><script>alert(1)</script></html>"
     uploaded = _relay(console_a, "POST", "/files", files={"file": ("x.html", html, "text/html")},
-                      data={"purpose": "assistants"}).json()
+                      data={"purpose": "user_data"}).json()
     download = console_a.get(f"/console/files/{uploaded['id']}/download")
     assert download.status_code == 200 and download.content == html
     assert download.headers["content-type"] == "application/octet-stream"
     assert download.headers["content-disposition"].startswith("attachment")
     assert download.headers["x-content-type-options"] == "nosniff"
     assert console_a.get(f"/console/files/{uploaded['id']}/image").status_code == 415
+    # The API's rule: what was uploaded for assistants is not given back, by the console either.
+    kept = _relay(console_a, "POST", "/files", files={"file": ("k.txt", b"k")}, data={"purpose": "assistants"}).json()
+    refused = console_a.get(f"/console/files/{kept['id']}/download")
+    assert refused.status_code == 400 and "Not allowed to download files of purpose: assistants" in refused.text
+    assert console_a.get(f"/console/files/{kept['id']}").status_code == 200  # its page still shows what it is
 
 
 def test_thread_filters(console_a: httpx.Client) -> None:

@@ -6,11 +6,12 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.schemas.assistants import CreateAssistant, ModifyAssistant
 from assistd.services import assistants as service
 
-router = APIRouter(prefix="/assistants", tags=["assistants"])
+router = APIRouter(prefix="/assistants", tags=["assistants"], route_class=ParsedBodyRoute)
 
 
 @router.post("")

@@ -6,16 +6,16 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from assistd.api.authenticate import PROJECT_KEY, origin_of
 from assistd.pagination import PageParams, parse_page_params
 from assistd.store.db import Database
 
 
 async def project_id(request: Request) -> str:
-    # Set only by the console's relay (console/relay.py) for a signed-in session; no client can set it.
-    relayed = request.scope.get("assistd.project")
-    if relayed is not None:
-        return relayed
-    return await request.app.state.auth.project_for(request.headers.get("authorization"))
+    found = request.scope.get(PROJECT_KEY)  # api/authenticate.py checked the key before the body was read
+    if found is not None:
+        return found
+    return await request.app.state.auth.project_for(request.headers.get("authorization"), origin_of(request.scope))
 
 
 # Dependencies are async on purpose: FastAPI runs plain `def` ones in a thread pool, a hop per request.

@@ -6,10 +6,10 @@ routing over every route, dependency solving — costs several times the work it
 outer ASGI layer: a GET whose path has one of these shapes is authenticated, read with one statement
 (``objects.read_row``; terminal steps from ``TerminalStepCache``) and answered directly.
 
-Only the success path lives here. Anything else — no or a wrong key, an unknown id (404 wording depends
-on which parent is missing), an invalid ``include[]``, a request with a body, a database error — is handed
-to the FastAPI app unchanged, whose routes stay the single definition of behaviour (and of the OpenAPI
-document). The answer is byte-for-byte what the FastAPI route sends.
+Only the success path lives here. Anything else — no or a wrong key (api/authenticate.py answers it), an
+unknown id (404 wording depends on which parent is missing), an invalid ``include[]``, a request with a body,
+a database error — is handed to the FastAPI app unchanged, whose routes stay the single definition of
+behaviour (and of the OpenAPI document). The answer is byte-for-byte what the FastAPI route sends.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from starlette.datastructures import QueryParams
 from starlette.datastructures import State as AppState
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from assistd.api.authenticate import PROJECT_KEY, origin_of
 from assistd.api.runs import POLL_HEADERS
 from assistd.errors import APIError
 from assistd.services import steps as step_service
@@ -126,8 +127,11 @@ class HotReads:
         if not getattr(state, "ready", False):
             return None
         try:
-            # The console's relay (console/relay.py) puts a signed-in session's project in the scope.
-            project = scope.get("assistd.project") or await state.auth.project_for(authorization)
+            # The console's relay (console/relay.py) sets the signed-in session's project in the scope.
+            project = scope.get(PROJECT_KEY)
+            if project is None:
+                project = await state.auth.project_for(authorization, origin_of(scope))
+                scope[PROJECT_KEY] = project  # if the route answers after all, the key is not checked again
             return await reader(state, project, parts, scope["query_string"])
         except APIError:
             return None  # 401: the route words it

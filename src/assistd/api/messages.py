@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.schemas.messages import CreateMessage, ModifyMessage
 from assistd.services import messages as service
 
-router = APIRouter(prefix="/threads/{thread_id}/messages", tags=["messages"])
+router = APIRouter(prefix="/threads/{thread_id}/messages", tags=["messages"], route_class=ParsedBodyRoute)
 
 
 @router.post("")

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from assistd.errors import APIError, InvalidRequest
 
 MAX_PARTS = 32
+MAX_BOUNDARY = 256  # python-multipart's own limit (RFC 2046 allows 70; no client sends more)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class MultipartReader:
             raise InvalidRequest(
                 f"Invalid Content-Type header ({(content_type or 'none')[:100]}), expected multipart/form-data "
                 "with a boundary.")
+        if len(boundary) > MAX_BOUNDARY:
+            raise InvalidRequest(f"Invalid multipart boundary: longer than {MAX_BOUNDARY} characters.")
         self._body = body
         self._max_body_bytes = max_body_bytes
         self._too_large = too_large
@@ -66,7 +69,13 @@ class MultipartReader:
         self._field = bytearray()
         self._value = bytearray()
         self._parts = 0
-        self._parser = MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
+        try:
+            self._parser = self._new_parser(boundary)
+        except ValueError as exc:  # FormParserError is one
+            raise InvalidRequest(f"Invalid multipart boundary: {exc}") from None
+
+    def _new_parser(self, boundary: bytes) -> MultipartParser:
+        return MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
             "on_part_begin": self._on_part_begin,
             "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
             "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
@@ -113,7 +122,7 @@ class MultipartReader:
                 raise self._too_large
             try:
                 self._parser.write(chunk)
-            except MultipartParseError as exc:
+            except FormParserError as exc:  # MultipartParseError and the rest
                 raise InvalidRequest(f"Invalid multipart body: {exc}") from None
         return self._events.popleft()
 

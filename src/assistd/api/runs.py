@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.api.sse import run_events, sse_response
 from assistd.events.base import Event, Subscription, run_channel
@@ -22,7 +23,7 @@ from assistd.services.runs import Lease
 from assistd.services.step_render import render_page, render_step
 from assistd.store.db import Database
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=ParsedBodyRoute)
 
 Include = Annotated[list[str] | None, Query(alias="include[]", description=step_service.FILE_SEARCH_CONTENT)]
 # The SDK's pollers wait this long between GETs of an unfinished run (openai-python takes the first answer's

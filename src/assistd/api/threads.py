@@ -6,13 +6,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Project
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.events.base import Event
 from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import threads as service
 from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED
 
-router = APIRouter(prefix="/threads", tags=["threads"])
+router = APIRouter(prefix="/threads", tags=["threads"], route_class=ParsedBodyRoute)
 
 
 @router.post("")

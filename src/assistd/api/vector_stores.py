@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from assistd.api.deps import DB, Paging, Project
+from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.errors import InvalidRequest
 from assistd.runner import jobs
@@ -28,7 +29,7 @@ from assistd.services import query_rewrite, vector_search
 from assistd.services import vector_store_files as file_service
 from assistd.services import vector_stores as service
 
-router = APIRouter(prefix="/vector_stores", tags=["vector stores"])
+router = APIRouter(prefix="/vector_stores", tags=["vector stores"], route_class=ParsedBodyRoute)
 
 # The SDKs' *_and_poll helpers wait this long between reads while a file or batch is in progress.
 POLL_HEADERS = {"openai-poll-after-ms": "200"}

@@ -2,8 +2,9 @@
 
 The shard directories keep any one directory small (file ids share their ``file-`` prefix, so the key's
 own first characters would not spread them). Writes go to a temporary file beside the final one, are
-fsynced, then renamed into place: a blob is either whole or absent, even across a crash. Disk I/O runs in
-worker threads so a large upload or download never stalls the event loop.
+fsynced, then renamed into place: a blob is either whole or absent, even across a crash. Directories are
+0700 and blobs 0600 (private_files.py). Disk I/O runs in worker threads so a large upload or download never
+stalls the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from assistd.blobstore.base import CHUNK_SIZE, BlobNotFound, BlobStore, TooLarge, check_key
+from assistd.private_files import FILE_MODE, private_dir
 
 # Network chunks are small (~64 KiB); gathering them into larger writes halves the thread hops per MB.
 WRITE_BUFFER = 1024 * 1024
@@ -32,10 +34,10 @@ class LocalBlobStore(BlobStore):
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         final = self._path(key)
-        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, final.parent)
         # A leading dot and a random part: never a valid key, and never shared by two concurrent puts.
         tmp = final.parent / f".{key}.{secrets.token_hex(8)}.tmp"
-        f: BinaryIO = await asyncio.to_thread(tmp.open, "xb")
+        f: BinaryIO = await asyncio.to_thread(_create_private, tmp)
         size = 0
         pending: list[bytes] = []
         pending_bytes = 0
@@ -91,6 +93,11 @@ class LocalBlobStore(BlobStore):
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new file only the server's user can read (0600, whatever the umask)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
 
 
 def _commit(f: BinaryIO, tmp: Path, final: Path) -> None:

@@ -20,7 +20,7 @@ class ConsoleHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/console") or "assistd.project" in scope:
+        if scope["type"] != "http" or not scope["path"].startswith("/console"):
             await self.app(scope, receive, send)
             return
 

@@ -7,6 +7,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from assistd.api.files import NOT_DOWNLOADABLE
 from assistd.console.paging import nav_links, page_params
 from assistd.console.web import Member, page, render
 from assistd.pagination import PageParams
@@ -30,7 +31,7 @@ async def files_page(request: Request, who: Member) -> Response:
         result = await file_service.list_files(conn, who.project_id, params)
     older, newer = nav_links(request, params, result)
     return render(request, who, "files.html", files=_items(result), older=older, newer=newer, nav="storage",
-                  tab="files")
+                  tab="files", not_downloadable=NOT_DOWNLOADABLE)
 
 
 @router.get("/storage/vector_stores")

@@ -1,10 +1,11 @@
 """``/console/api/v1/…``: the browser's way to the API, signed in by the console session.
 
 The request is handed to the app as the same request to ``/v1/…`` — same routes, validation, error
-envelope, streaming — with the session's project put in the ASGI scope (``assistd.project``, read by
-``api/deps.py`` and ``api/hot.py``), where no client can put it. The ``/v1`` routes themselves never
-read cookies, so a cookie alone authenticates nothing there; here a state-changing request must also
-carry the page's CSRF token in ``X-CSRF-Token``.
+envelope, streaming — with the session's project put in the ASGI scope under
+``api.authenticate.PROJECT_KEY`` (where the key check leaves a key's project; ``api/deps.py`` and
+``api/hot.py`` read it), where no client can put it. The ``/v1`` routes themselves never read cookies,
+so a cookie alone authenticates nothing there; here a state-changing request must also carry the page's
+CSRF token in ``X-CSRF-Token``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from assistd.api.authenticate import PROJECT_KEY
 from assistd.console.web import CSRF_HEADER, console_state, visitor
 from assistd.errors import error_body
 
-PROJECT_SCOPE_KEY = "assistd.project"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DROPPED_HEADERS = frozenset({b"cookie", b"authorization", CSRF_HEADER.encode()})
 
@@ -54,6 +55,6 @@ class ApiRelay:
             "raw_path": rest.encode(),
             "root_path": "",
             "headers": [(k, v) for k, v in scope["headers"] if k not in _DROPPED_HEADERS],
-            PROJECT_SCOPE_KEY: who.project_id,
+            PROJECT_KEY: who.project_id,
         }
         await scope["app"](inner, receive, send)

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from assistd.api.authenticate import origin_of
 from assistd.console.web import (
     CSRF_FIELD,
     STATIC_DIR,
@@ -65,7 +66,7 @@ async def sign_in(request: Request) -> Response:
     try:
         if not key:
             raise Unauthorized("Enter an API key.")
-        project = await request.app.state.auth.project_for(f"Bearer {key}")
+        project = await request.app.state.auth.project_for(f"Bearer {key}", origin_of(request.scope))
     except Unauthorized as exc:
         return render(request, who, "signin.html", 401, next=target, error=exc.message)
     signer = console_state(request).signer

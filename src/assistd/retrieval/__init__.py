@@ -8,7 +8,7 @@ SQLite, ``ts_rank_cd`` on PostgreSQL) by reciprocal rank fusion, with attribute 
 Public API (everything else is internal)::
 
     # parsing.py — errors map to last_error.code "unsupported_file" / "invalid_file" (exc.code, exc.message)
-    parse(data: bytes, filename: str, content_type: str | None = None) -> str
+    parse(data: bytes, filename: str, content_type: str | None = None, limits: ParseLimits | None = None) -> str
     class ParseError(Exception): code: str; message: str
     class UnsupportedFile(ParseError); class InvalidFile(ParseError)
 
@@ -30,9 +30,15 @@ Public API (everything else is internal)::
     UpstreamEmbedder(base_url: str, api_key: str, model: str, *, dimensions: int | None = None)
     create_embedder(settings) -> Embedder   # settings.embeddings: "local" (default) | "upstream:MODEL"
 
-    # pipeline.py — parse + chunk (in a thread) + embed; no database
-    async prepare(data, filename, content_type, embedder, *, max_tokens=800, overlap=400)
-        -> list[IndexedChunk]
+    # parse_limits.py / parse_worker.py — decompression, text, memory and time bounds of one parse
+    @dataclass ParseLimits(max_bytes=256 MiB, max_entries=10_000, timeout_seconds=120, memory_bytes=2 GiB)
+        ParseLimits.from_settings(settings)              # the ASSISTD_PARSE_* settings
+    async parse_isolated(data, filename, content_type, limits) -> str   # parse() in a worker process;
+                                                     # over a limit or a crashed parser → InvalidFile
+
+    # pipeline.py — parse (worker process) + chunk (in a thread) + embed; no database
+    async prepare(data, filename, content_type, embedder, *, max_tokens=800, overlap=400,
+                  limits: ParseLimits | None = None) -> list[IndexedChunk]   # None: from the settings
 
     # index/ — every method runs in the caller's AsyncConnection (Database.write()/read())
     class HybridIndex(*, cache_bytes: int = 512 MiB)   # one per process

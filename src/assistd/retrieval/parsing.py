@@ -3,7 +3,7 @@
 Errors carry a human message and map to a vector store file's ``last_error.code``:
 ``UnsupportedFile`` → ``unsupported_file`` (a type we cannot read: images, archives, binaries…),
 ``InvalidFile`` → ``invalid_file`` (a supported type that is corrupt, has no text, or is not UTF-8/UTF-16 —
-the API accepts only those encodings for text files).
+the API accepts only those encodings for text files, or is over a ``ParseLimits`` bound: a decompression bomb).
 
 The type is taken from the file name's extension, then from ``content_type``; a name without an extension
 (``Makefile``, ``README``) is read as text if it looks like text.
@@ -17,6 +17,8 @@ import io
 import json
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
+
+from assistd.retrieval.parse_limits import LimitExceeded, ParseLimits, check_zip, pdf_budget, size
 
 
 class ParseError(Exception):
@@ -50,15 +52,25 @@ _MIME = {"text/html": "html", "application/xhtml+xml": "html", "application/json
 _NAMED = {"doc": "legacy .doc", "ppt": "legacy .ppt", "pptx": ".pptx", "xls": "spreadsheet", "xlsx": "spreadsheet"}
 
 
-def parse(data: bytes, filename: str, content_type: str | None = None) -> str:
-    """The file's text, stripped; raises ``UnsupportedFile`` or ``InvalidFile``."""
+def parse(data: bytes, filename: str, content_type: str | None = None, limits: ParseLimits | None = None) -> str:
+    """The file's text, stripped; raises ``UnsupportedFile`` or ``InvalidFile``. Bounds decompression and
+    the text's size; time and memory only in a worker (``parse_worker.parse_isolated``)."""
+    limits = limits or ParseLimits()
     kind = _kind(data, filename, content_type)
     if not data:
         raise InvalidFile(f"{filename} is empty")
-    text = {"text": _text, "html": _html, "json": _json, "csv": _csv, "pdf": _pdf, "docx": _docx}[kind](data)
+    parser = {"text": _text, "html": _html, "json": _json, "csv": _csv, "pdf": _pdf, "docx": _docx}[kind]
+    try:
+        text = parser(data, limits)
+    except LimitExceeded as exc:
+        raise InvalidFile(f"{filename}: {exc}") from None
+    except RecursionError:  # JSON nested thousands deep, and the like
+        raise InvalidFile(f"{filename} is nested too deeply to parse") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").strip()
     if not text:
         raise InvalidFile(f"{filename} contains no text to index")
+    if len(text) > limits.max_bytes:
+        raise InvalidFile(f"{filename} yields more than {size(limits.max_bytes)} of text")
     return text
 
 
@@ -95,7 +107,7 @@ def _decode(data: bytes) -> str:
         raise InvalidFile(f"text files must be UTF-8, UTF-16 or ASCII (bad byte at offset {exc.start})") from None
 
 
-def _text(data: bytes) -> str:
+def _text(data: bytes, limits: ParseLimits) -> str:
     return _decode(data)
 
 
@@ -128,7 +140,7 @@ class _HtmlText(HTMLParser):
             self.parts.append(data)
 
 
-def _html(data: bytes) -> str:
+def _html(data: bytes, limits: ParseLimits) -> str:
     parser = _HtmlText()
     parser.feed(_decode(data))
     parser.close()
@@ -139,7 +151,7 @@ def _html(data: bytes) -> str:
     return text
 
 
-def _json(data: bytes) -> str:
+def _json(data: bytes, limits: ParseLimits) -> str:
     try:
         value = json.loads(_decode(data))
     except json.JSONDecodeError as exc:
@@ -148,7 +160,7 @@ def _json(data: bytes) -> str:
     return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _csv(data: bytes) -> str:
+def _csv(data: bytes, limits: ParseLimits) -> str:
     text = _decode(data)
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
@@ -161,18 +173,25 @@ def _csv(data: bytes) -> str:
     return "\n".join(", ".join(cell.strip() for cell in row) for row in rows if any(c.strip() for c in row))
 
 
-def _pdf(data: bytes) -> str:
+def _pdf(data: bytes, limits: ParseLimits) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PyPdfError
 
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise InvalidFile("the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except ParseError:
+        with pdf_budget(limits) as check:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise InvalidFile("the PDF is encrypted")
+            pages = []
+            for page in reader.pages:
+                pages.append(page.extract_text() or "")
+                check()
+    except (ParseError, LimitExceeded):
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+    except LimitReachedError as exc:
+        raise LimitExceeded(f"the PDF is over a decompression limit ({exc}): a decompression bomb?") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError, IndexError, AssertionError,
+            ZeroDivisionError) as exc:  # pypdf lets malformed objects surface as these
         raise InvalidFile(f"unreadable PDF: {exc}") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
@@ -180,13 +199,16 @@ def _pdf(data: bytes) -> str:
     return text
 
 
-def _docx(data: bytes) -> str:
+def _docx(data: bytes, limits: ParseLimits) -> str:
     import zipfile
 
     from docx import Document
 
     try:
+        check_zip(data, limits, "DOCX")
         doc = Document(io.BytesIO(data))
+    except LimitExceeded:
+        raise
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise InvalidFile(f"unreadable DOCX: {exc}") from None
     except Exception as exc:  # python-docx raises its own and lxml's errors on malformed parts

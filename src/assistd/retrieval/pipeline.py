@@ -1,4 +1,5 @@
-"""parse → chunk → embed, outside any transaction; then ``HybridIndex.add`` inside the caller's."""
+"""parse (in a worker process) → chunk → embed, outside any transaction; then ``HybridIndex.add`` inside
+the caller's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from assistd.retrieval.chunking import AUTO_MAX_TOKENS, AUTO_OVERLAP, chunk
 from assistd.retrieval.index.types import IndexedChunk
+from assistd.retrieval.parse_limits import ParseLimits
+from assistd.retrieval.parse_worker import parse_isolated
 from assistd.retrieval.parsing import parse
 
 if TYPE_CHECKING:
@@ -15,15 +18,23 @@ if TYPE_CHECKING:
 
 def parse_and_chunk(data: bytes, filename: str, content_type: str | None = None, *,
                     max_tokens: int = AUTO_MAX_TOKENS, overlap: int = AUTO_OVERLAP) -> list[tuple[str, int]]:
-    """(text, tokens) per chunk; raises ``UnsupportedFile`` / ``InvalidFile`` / ``ChunkingError``."""
+    """(text, tokens) per chunk, parsed in this process; raises ``UnsupportedFile`` / ``InvalidFile`` /
+    ``ChunkingError``."""
     return [(c.text, c.tokens) for c in chunk(parse(data, filename, content_type), max_tokens, overlap)]
 
 
 async def prepare(data: bytes, filename: str, content_type: str | None, embedder: Embedder, *,
-                  max_tokens: int = AUTO_MAX_TOKENS, overlap: int = AUTO_OVERLAP) -> list[IndexedChunk]:
-    """Everything before indexing. Parsing and chunking run in a thread (a large PDF takes seconds of CPU),
-    embedding in the embedder's own process or upstream, so the event loop stays responsive."""
-    pieces = await asyncio.to_thread(parse_and_chunk, data, filename, content_type,
-                                     max_tokens=max_tokens, overlap=overlap)
+                  max_tokens: int = AUTO_MAX_TOKENS, overlap: int = AUTO_OVERLAP,
+                  limits: ParseLimits | None = None) -> list[IndexedChunk]:
+    """Everything before indexing. Parsing runs in a worker process bounded in memory and time (a
+    decompression bomb or a pathological PDF must not reach the server), chunking in a thread, embedding
+    in the embedder's own process or upstream, so the event loop stays responsive. ``limits`` default to
+    the ``ASSISTD_PARSE_*`` settings."""
+    if limits is None:
+        from assistd.config import get_settings
+
+        limits = ParseLimits.from_settings(get_settings())
+    text = await parse_isolated(data, filename, content_type, limits)
+    pieces = [(c.text, c.tokens) for c in await asyncio.to_thread(chunk, text, max_tokens, overlap)]
     vectors = await embedder.embed([text for text, _ in pieces]) if pieces else []
     return [IndexedChunk(text, vector, tokens) for (text, tokens), vector in zip(pieces, vectors, strict=True)]

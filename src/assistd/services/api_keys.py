@@ -36,7 +36,12 @@ async def command(settings: Settings, args: argparse.Namespace) -> int:
             if not await key_store.revoke(conn, args.key_id):
                 print(f"no active key with id {args.key_id}")
                 return 1
+            _, active = await key_store.count_keys(conn)
         print(f"revoked {args.key_id}")
+        if active == 0 and not settings.api_keys:
+            # Fail closed, and say so: a revoked key keeps keyless dev mode off (services/auth.py).
+            print("no active API key left: running servers refuse every request (401) until "
+                  "`assistd keys create` (or ASSISTD_DEV_MODE=1)")
         return 0
     finally:
         await db.close()

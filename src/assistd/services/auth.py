@@ -1,25 +1,69 @@
-"""API keys → projects.
+"""API keys → projects, and when (if ever) a request needs no key.
 
 Keys come from ``ASSISTD_API_KEYS`` (``secret`` or ``secret:project``) and from the database
 (``assistd keys create``, stored as SHA-256 hashes: the secrets are random, so a slow hash buys nothing).
-With neither, the server is in local dev mode: any bearer is accepted into the ``default`` project.
-Database lookups are cached briefly so hot reads don't pay a query per request; a revoked key stops
-working within ``CACHE_SECONDS``.
+
+Keyless local dev mode (any bearer, or none, lands in the ``default`` project) is the exception, and it
+fails closed (README "Keys and dev mode"):
+
+* ``ASSISTD_DEV_MODE`` unset: keyless only while no static key is set and no key was *ever* stored (a
+  revoked key counts: revoking every key closes the server, it never opens it), and only for a direct
+  connection to a loopback address (not through a proxy, not from another site's page).
+* ``ASSISTD_DEV_MODE=1``: keyless whenever no key is active, from anywhere (still not from another site's
+  page). ``ASSISTD_DEV_MODE=0``: never keyless.
+
+With keys required and none active, every request is refused (401) and the log says so, loudly, each time
+the server enters that state. Database lookups are cached briefly so hot reads don't pay a query per
+request; a revoked key stops working (and a newly stored key ends dev mode) within ``CACHE_SECONDS``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import hashlib
+import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 from assistd.errors import Unauthorized
 from assistd.store import keys as key_store
 from assistd.store.db import Database
 
+log = logging.getLogger("assistd.auth")
+
 DEFAULT_PROJECT = "default"
 CACHE_SECONDS = 2.0
 _CACHE_MAX = 10_000
+
+
+class KeyMode(enum.Enum):
+    KEYS = "keys"  # keys required, at least one active
+    CLOSED = "closed"  # keys required, none active: every request is refused
+    DEV_LOCAL = "dev-local"  # keyless, for direct loopback connections only
+    DEV = "dev"  # keyless from anywhere (ASSISTD_DEV_MODE=1)
+
+
+_ANNOUNCE = {
+    KeyMode.CLOSED: (logging.ERROR, "no active API key: every request is refused (401). Create one with "
+                     "`assistd keys create --project NAME`; a key once stored keeps keyless dev mode off "
+                     "(ASSISTD_DEV_MODE=1 turns it on again, README: Security)."),
+    KeyMode.DEV_LOCAL: (logging.WARNING, "no API keys configured (ASSISTD_API_KEYS, `assistd keys create`): "
+                        "local dev mode accepts requests without a key over loopback connections only. "
+                        "Do not expose this server."),
+    KeyMode.DEV: (logging.WARNING, "ASSISTD_DEV_MODE=1 and no active API key: dev mode accepts requests "
+                  "without a key FROM ANY HOST that can reach this server."),
+    KeyMode.KEYS: (logging.INFO, "API keys are required."),
+}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, as the HTTP layer sees it (api/authenticate.py)."""
+
+    local: bool = False  # a direct connection to a loopback address naming a loopback host, no proxy
+    cross_site: bool = False  # a browser request made by another site's page
 
 
 def hash_secret(secret: str) -> str:
@@ -35,8 +79,9 @@ def redact(secret: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, db: Database, static_keys: list[str]) -> None:
+    def __init__(self, db: Database, static_keys: list[str], *, dev_mode: bool | None = None) -> None:
         self.db = db
+        self._forced = dev_mode  # ASSISTD_DEV_MODE: None = automatic
         self._static: list[tuple[bytes, str]] = []  # (sha256 digest, project name)
         for entry in static_keys:
             secret, _, project = entry.partition(":")
@@ -46,39 +91,58 @@ class Authenticator:
         # digest, never the secret, so lookup timing tells nothing about any secret.
         self._static_ids: dict[bytes, str] = {}
         self._cache: dict[str, tuple[float, str | None]] = {}
-        self._db_has_keys: tuple[float, bool] = (0.0, False)
+        self._mode_checked = 0.0
+        self._refreshing = asyncio.Lock()
+        self._mode = KeyMode.CLOSED  # until start() has looked
+        self._announced: KeyMode | None = None
 
     async def start(self) -> None:
-        """Create the projects the static keys (and dev mode) name."""
+        """Create the projects the static keys (and dev mode) name; log the mode the server starts in."""
         async with self.db.write() as conn:
             names = {name for _, name in self._static} | {DEFAULT_PROJECT}
             for name in names:
                 self._project_ids[name] = await key_store.ensure_project(conn, name)
         self._static_ids = {digest: self._project_ids[name] for digest, name in self._static}
+        if self._static and self._forced:
+            log.warning("ASSISTD_DEV_MODE=1 is ignored while ASSISTD_API_KEYS is set")
+        await self.mode()
+
+    async def mode(self) -> KeyMode:
+        """The current key mode (database state cached for ``CACHE_SECONDS``)."""
+        if self._static:
+            self._mode = KeyMode.KEYS
+        elif time.monotonic() - self._mode_checked > CACHE_SECONDS:
+            async with self._refreshing:  # one query for all the requests that found it stale
+                if time.monotonic() - self._mode_checked > CACHE_SECONDS:
+                    async with self.db.read() as conn:
+                        stored, active = await key_store.count_keys(conn)
+                    self._mode = _mode(self._forced, stored=stored, active=active)
+                    self._mode_checked = time.monotonic()
+        if self._mode is not self._announced:
+            self._announced = self._mode
+            level, message = _ANNOUNCE[self._mode]
+            log.log(level, message)
+        return self._mode
 
     async def dev_mode(self) -> bool:
-        return not self._static and not await self._any_db_keys()
+        """Whether requests without a key are accepted now (from loopback only, unless ASSISTD_DEV_MODE=1)."""
+        return await self.mode() in (KeyMode.DEV_LOCAL, KeyMode.DEV)
 
-    async def _any_db_keys(self) -> bool:
-        checked, value = self._db_has_keys
-        if time.monotonic() - checked > CACHE_SECONDS:
-            async with self.db.read() as conn:
-                value = await key_store.count_active(conn) > 0
-            self._db_has_keys = (time.monotonic(), value)
-        return value
-
-    async def project_for(self, authorization: str | None) -> str:
+    async def project_for(self, authorization: str | None, origin: Origin | None = None) -> str:
         """The project id for an ``Authorization`` header value, or raise 401."""
+        origin = origin or Origin()
         secret = _bearer(authorization)
+        mode = await self.mode()
         if secret:
             digest = hashlib.sha256(secret.encode()).digest()
             project_id = self._static_ids.get(digest)
             if project_id is not None:
                 return project_id
-            project_id = await self._db_project(digest.hex())
-            if project_id is not None:
-                return project_id
-        if await self.dev_mode():
+            if mode is KeyMode.KEYS:  # no stored key is active otherwise: no lookup to pay for
+                project_id = await self._db_project(digest.hex())
+                if project_id is not None:
+                    return project_id
+        if not origin.cross_site and (mode is KeyMode.DEV or (mode is KeyMode.DEV_LOCAL and origin.local)):
             return self._project_ids[DEFAULT_PROJECT]
         if not secret:
             raise Unauthorized(
@@ -97,6 +161,17 @@ class Authenticator:
             self._cache.clear()
         self._cache[secret_hash] = (time.monotonic(), project_id)
         return project_id
+
+
+def _mode(forced: bool | None, *, stored: int, active: int) -> KeyMode:
+    """The mode without static keys, from how many keys were ever stored and how many are active."""
+    if active:
+        return KeyMode.KEYS
+    if forced:
+        return KeyMode.DEV
+    if forced is None and stored == 0:
+        return KeyMode.DEV_LOCAL
+    return KeyMode.CLOSED
 
 
 def _bearer(authorization: str | None) -> str | None:

@@ -27,6 +27,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from assistd.private_files import private_dir, private_file
+
 log = logging.getLogger("assistd.store")
 
 
@@ -56,8 +58,9 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             database = make_url(url).database
-            if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if database and database != ":memory:" and not database.startswith("file:"):
+                private_dir(Path(database).parent)
+                private_file(Path(database))  # 0600; SQLite gives its -wal and -shm files the same mode
             # Every transaction is ended explicitly (read()/write()), so the pool's reset-on-return
             # ROLLBACK would only cost another hop to the driver thread.
             self.engine: AsyncEngine = create_async_engine(

@@ -39,9 +39,11 @@ async def project_for_hash(conn: AsyncConnection, secret_hash: str) -> str | Non
     return (await conn.execute(stmt)).scalar_one_or_none()
 
 
-async def count_active(conn: AsyncConnection) -> int:
-    stmt = select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-    return int((await conn.execute(stmt)).scalar_one())
+async def count_keys(conn: AsyncConnection) -> tuple[int, int]:
+    """How many keys were ever stored (revoked ones too), and how many of them are active."""
+    stmt = select(func.count(), func.count(api_keys.c.id).filter(api_keys.c.revoked_at.is_(None)))
+    stored, active = (await conn.execute(stmt.select_from(api_keys))).one()
+    return int(stored), int(active)
 
 
 async def list_keys(conn: AsyncConnection) -> list[dict]:

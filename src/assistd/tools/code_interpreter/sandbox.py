@@ -1,8 +1,9 @@
 """How a kernel process is started: the bubblewrap command line, its environment and resource limits.
 
 Inside the sandbox a kernel sees: /usr (and the /lib, /bin… links), the Python it runs (read-only), the
-kernel's own code at /opt/assistd-kernel, a private /proc, a minimal /dev, a private size-limited /tmp, and
-its thread's directory at /mnt/data — nothing else of the host (no /etc/shadow, no /home, no data dir).
+kernel's own code at /opt/assistd-kernel, a private /proc, a minimal read-only /dev, a private size-limited
+/tmp and /dev/shm, and its thread's directory at /mnt/data — nothing else of the host (no /etc/shadow, no
+/home, no data dir).
 Namespaces: new network (no interface but its own loopback: no route anywhere, the host's 127.0.0.1
 included), PID (host processes cannot be seen or signalled), IPC, UTS and, where possible, cgroup.
 
@@ -22,6 +23,11 @@ there avoids ``preexec_fn`` in a threaded server. Hard limits, so the code canno
 As root, ``--disable-userns`` is not available (it needs bwrap's own user namespace): a seccomp filter
 (seccomp.py) refuses new user namespaces instead.
 
+Memory and processes are also bounded per session, all processes and the /tmp tmpfs together, by a cgroup
+per session where cgroups can be used (cgroups.py); elsewhere only per process.
+
+Descriptors: the kernel is started by spawn.py, so only its pipes reach the sandbox.
+
 Known gaps: /mnt/data is on the host's disk with no quota (each file is capped by RLIMIT_FSIZE, not their
 number). The kernel reaps what the code leaves running after each execution, so nothing runs between
 executions.
@@ -30,6 +36,7 @@ executions.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -38,8 +45,11 @@ import tempfile
 from pathlib import Path
 
 from assistd.tools.code_interpreter import seccomp
+from assistd.tools.code_interpreter.cgroups import Cgroups
 from assistd.tools.code_interpreter.results import SandboxUnavailable
 from assistd.tools.code_interpreter.settings import CodeInterpreterSettings
+
+log = logging.getLogger("assistd.code_interpreter")
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
 KERNEL_MOUNT = "/opt/assistd-kernel"
@@ -79,6 +89,15 @@ class Sandbox:
         self.enabled = settings.sandbox == "bwrap"
         self.python, self.prefixes = python_prefixes(settings.python or Path(sys.executable))
         self._verdict: str | None = None  # "" = usable, else why not
+        self._cgroups: Cgroups | None = None
+
+    def cgroups(self) -> Cgroups:
+        """The per-session cgroups (probed on first use; blocking: call from a thread)."""
+        if self._cgroups is None:
+            s = self.settings
+            self._cgroups = Cgroups(s.cgroup, s.session_memory_bytes, s.max_processes)
+            log.info("code_interpreter sessions: %s", self._cgroups.describe())
+        return self._cgroups
 
     def check(self) -> None:
         """Raise :class:`SandboxUnavailable` (with the reason) unless kernels can be started here."""
@@ -160,7 +179,14 @@ class Sandbox:
                 args += ancestors(str(prefix)) + ["--ro-bind", str(prefix), str(prefix)]
         args += ancestors(KERNEL_MOUNT) + ["--ro-bind", str(KERNEL_DIR), KERNEL_MOUNT]
         args += ["--proc", "/proc", "--dev", "/dev"]
+        # /dev/shm (POSIX shared memory, multiprocessing's semaphores) on a bounded tmpfs of its own: on
+        # bwrap's /dev it would be unbounded RAM, and writable where bwrap runs unprivileged
+        args += ["--perms", "1777", "--size", str(self.settings.tmp_bytes), "--tmpfs", "/dev/shm"]
         args += ancestors("/mnt/data") + ["--bind", str(workdir), "/mnt/data"]
+        # the root and /dev are tmpfs too (unbounded, and owned by the sandbox's uid in a user namespace):
+        # read-only once every mount point exists, so /tmp, /dev/shm and /mnt/data are the only places
+        # the code can write
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         args += ["--clearenv"]
         for key, value in self.environment("/mnt/data").items():
             args += ["--setenv", key, value]

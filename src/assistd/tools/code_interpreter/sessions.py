@@ -23,9 +23,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from assistd.tools.code_interpreter.cgroups import SessionCgroup
 from assistd.tools.code_interpreter.output import OutputCapture
 from assistd.tools.code_interpreter.results import CodeInterpreterError
 from assistd.tools.code_interpreter.sandbox import Sandbox
+from assistd.tools.code_interpreter.spawn import KernelProcess, spawn
 
 CTRL_LIMIT = 32 * 1024**2  # a done frame carries the PNGs (base64): bounded by max_images x max_image_bytes
 OUTPUT_DRAIN_SECONDS = 2.0  # after the done frame, how long the logs may take to reach their sentinel
@@ -51,11 +53,12 @@ class Session:
         self.last_used = time.monotonic()
         self.cancelled = False
         self.started = False  # set by the engine once a kernel has run for this thread
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: KernelProcess | None = None
         self._ctrl: asyncio.StreamReader | None = None
         self._ctrl_transport: asyncio.BaseTransport | None = None
         self._kernel_pid: int | None = None
         self._pidfd: int | None = None
+        self._cgroup: SessionCgroup | None = None
         self._killed = False  # we killed it (timeout, cancel, close), as opposed to a crash
         self._nonce = secrets.token_hex(16)
         self._seq = 0
@@ -74,6 +77,12 @@ class Session:
         await self.kill()  # the remains of a previous kernel: its pipes and reader task
         self._nonce, self._seq, self._capture, self._killed = secrets.token_hex(16), 0, None, False
         self._stray.clear()
+        cgroups = await asyncio.to_thread(self.sandbox.cgroups)
+        if cgroups.available:  # fail closed: a session is not started without the bound it should have
+            try:
+                self._cgroup = await asyncio.to_thread(cgroups.create)
+            except OSError as exc:
+                raise CodeInterpreterError(f"the Python session could not start: no cgroup ({exc})") from None
         ctrl_r, ctrl_w = os.pipe()
         info_r, info_w = os.pipe() if self.sandbox.enabled else (None, None)
         filter_fd = self.sandbox.seccomp_fd()
@@ -83,16 +92,16 @@ class Session:
         if not self.sandbox.enabled:
             env = self.sandbox.environment(str(self.workdir))
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                pass_fds=[fd for fd in (ctrl_w, info_w, filter_fd) if fd is not None],
-                cwd=self.workdir, env=env, start_new_session=True,  # its own process group, for kill
-            )
+            # only these descriptors (and 0, 1, 2) reach bwrap, and so the sandbox: see spawn.py
+            self._proc = await spawn(argv, pass_fds=[fd for fd in (ctrl_w, info_w, filter_fd) if fd is not None],
+                                     cwd=self.workdir, env=env)
         except OSError as exc:
             for fd in (ctrl_r, info_r):
                 if fd is not None:
                     os.close(fd)
+            if self._cgroup is not None:
+                await self._cgroup.remove()
+                self._cgroup = None
             raise CodeInterpreterError(f"the Python session could not start: {exc}") from None
         finally:
             for fd in (ctrl_w, info_w, filter_fd):
@@ -116,6 +125,8 @@ class Session:
                         self._pidfd = os.pidfd_open(self._kernel_pid)
                 else:
                     self._kernel_pid = self._proc.pid
+                if self._cgroup is not None:  # before the config: before any user code runs
+                    self._cgroup.add(self._kernel_pid)
                 await self._send(config)
                 frame = await self._frame()
             if frame.get("type") != "ready":
@@ -217,6 +228,10 @@ class Session:
             return "The Python session stopped responding"
         # bwrap exits 128+N when the kernel died of signal N; a bare kernel gives -N
         signum = -code if code < 0 else (code - 128 if code > 128 and self.sandbox.enabled else 0)
+        if self._cgroup is not None and self._cgroup.oom_kills():
+            limit = self.settings.session_memory_bytes // 1024**2
+            return (f"The Python session was killed: its memory limit of {limit} MiB (processes and /tmp "
+                    "together) was reached")
         if signum == signal.SIGKILL:  # pid 1 of its namespace: SIGXCPU is ignored, the hard limit kills
             return (f"The Python session was killed (CPU time limit of {self.settings.cpu_seconds} s reached, "
                     "or the machine ran out of memory)")
@@ -256,11 +271,12 @@ class Session:
             os.close(self._pidfd)
             self._pidfd = None
         if proc is not None and proc.returncode is not None:
-            # close the pipes now rather than in a finalizer that may run after the loop is closed
-            with contextlib.suppress(Exception):
-                proc._transport.close()  # type: ignore[attr-defined]
+            proc.close()
         if self._ctrl_transport is not None:
             self._ctrl_transport.close()
+        if self._cgroup is not None and (proc is None or proc.returncode is not None):
+            if await self._cgroup.remove():
+                self._cgroup = None
         if self._pump is not None and not self._pump.done():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1):
@@ -268,7 +284,7 @@ class Session:
             self._pump.cancel()
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, seconds: float) -> None:
+async def _wait_exit(proc: KernelProcess, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await proc.wait()

@@ -33,6 +33,12 @@ class CodeInterpreterSettings(BaseSettings):
                                            "to return before its session is killed")
     startup_timeout_seconds: float = Field(30.0, gt=0, description="a new session must be ready by then")
     memory_bytes: int = Field(1 * GiB, gt=0, description="address-space limit of each sandboxed process")
+    session_memory_bytes: int = Field(2 * GiB, gt=0, description="memory of a whole session: its processes "
+                                      "together and its /tmp (a cgroup per session; see ASSISTD_CODE_CGROUP)")
+    cgroup: str = Field("auto", description="auto: a cgroup per session (memory incl. swap and /tmp, "
+                        "processes) under the server's own cgroup where cgroups are writable (root, or "
+                        "delegated); a path: a cgroup v2 directory delegated to assistd; off: per-process "
+                        "limits only")
     cpu_seconds: int = Field(3600, gt=0, description="CPU time of each sandboxed process over its life")
     max_processes: int = Field(64, gt=0, description="processes and threads of one session (fork bombs)")
     file_size_bytes: int = Field(100 * MB, gt=0, description="largest file a session can write")
