@@ -176,11 +176,11 @@ def test_code_interpreter_step_shows_its_image(page_a: Any, server: LiveProcess,
     image = page_a.locator(".step:nth-child(1) .call img")
     image.wait_for()
     assert "plt.plot" in page_a.inner_text(".step:nth-child(1) .step-body")
-    assert page_a.evaluate("img => img.complete && img.naturalWidth > 0", image.element_handle())
+    page_a.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     page_a.goto(f"{server.url}/console/threads/{run.thread_id}")  # the answer shows the image too
     answer_image = page_a.locator(".role-assistant img").first
     answer_image.wait_for()
-    assert page_a.evaluate("img => img.complete && img.naturalWidth > 0", answer_image.element_handle())
+    page_a.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=answer_image.element_handle())
 
 
 def test_hostile_content_renders_inert(page_a: Any, server: LiveProcess, client: OpenAI) -> None:
