@@ -92,7 +92,7 @@ def test_playground_streams_text_in_pieces_and_answers_a_function_call(
       new MutationObserver(() => { const t = document.querySelector('#chat-log .role-assistant .text');
         if (t) window.__seen.push(t.textContent); }).observe(document.getElementById('chat-log'),
         {childList: true, subtree: true, characterData: true}); }""")
-    page_a.fill("#prompt", "[chunk-delay: 0.05] [reply: alpha beta gamma delta epsilon]")
+    page_a.fill("#prompt", "[chunk-delay: 0.2] [reply: alpha beta gamma delta epsilon]")  # pieces 0.2 s apart
     page_a.click("#send")
     page_a.wait_for_selector("#run-state[data-status=completed]")
     assert page_a.inner_text("#chat-log .role-assistant .text") == "alpha beta gamma delta epsilon"
