@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from assistd import console
 from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
 from assistd.api.authenticate import Authenticate
 from assistd.api.hot import HotReads
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.blobstore import LocalBlobStore
-from assistd.config import Settings, get_settings
+from assistd.config import Settings, get_settings, upstream_unconfigured
+from assistd.devupstream.embedded import EmbeddedUpstream
 from assistd.errors import error_body
 from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
@@ -47,13 +49,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         step_cache = TerminalStepCache()
         # Subscribed before serving: no invalidation published from now on is missed.
         cache_watch = asyncio.create_task(_watch_cache(await bus.subscribe(CACHE_CHANNEL), step_cache))
-        router = ModelRouter.from_settings(settings)
+        embedded = None
+        if upstream_unconfigured(settings):  # `make run` alone reaches a completed run (devupstream/embedded.py)
+            embedded = EmbeddedUpstream()
+            url = await embedded.start()
+            log.warning("no model upstream configured (ASSISTD_LLM_BASE_URL, ASSISTD_MODELS_FILE): serving the "
+                        "scripted dev model in-process at %s; replies are scripted, not a real model", url)
+            # Everything that calls the upstream (runs, upstream:MODEL embeddings) calls the scripted model.
+            upstream_settings = settings.model_copy(update={"llm_base_url": url})
+        else:
+            upstream_settings = settings
+        router = ModelRouter.from_settings(upstream_settings)
+        app.state.scripted_model = embedded is not None
         app.state.settings = settings
         app.state.router = router
         app.state.db = db
         app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
         # File ingestion jobs run beside runs (same lease scheme); the index/embedder live on app.state.
-        app.state.ingestion = await ingestion.start(db, app.state.blobs, settings, run_jobs=settings.workers > 0)
+        app.state.ingestion = await ingestion.start(db, app.state.blobs, upstream_settings,
+                                                    run_jobs=settings.workers > 0)
         app.state.retrieval = app.state.ingestion.retrieval
         # The code_interpreter engine: made on the first execution (tools/code_tool.py).
         app.state.code_interpreter = CodeTool(settings.data_dir, app.state.blobs)
@@ -83,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await cache_watch
             await router.aclose()
+            if embedded is not None:
+                await embedded.aclose()
             await bus.aclose()
             await db.close()
 
@@ -107,9 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "ok"})
         return json_response(error_body("not ready", "server_error"), 503)
 
+    console.install(app, settings)
     # The last added is the outermost: hot GETs (api/hot.py), then the key check, then the body is read.
+    # Uploads relayed by the console (console/relay.py) are bounded by the files route, as /v1/files ones.
     app.add_middleware(RequestBody, max_bytes=settings.max_body_bytes, timeout_seconds=settings.body_timeout_seconds,
-                       exempt_prefixes=("/v1/files",))
+                       exempt_prefixes=("/v1/files", "/console/api/v1/files"))
     app.add_middleware(Authenticate, state=app.state)
     app.add_middleware(HotReads, state=app.state)
     return app

@@ -18,7 +18,8 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_DEV_MODE       keyless dev mode. Unset: only while no key was ever stored (`assistd keys create`;
                          revoked keys count) and ASSISTD_API_KEYS is unset, for direct loopback connections.
                          1: whenever no key is active, from any host. 0: never. Otherwise, no valid key = 401
-  ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream (default http://127.0.0.1:8001/v1)
+  ASSISTD_LLM_BASE_URL   OpenAI-compatible upstream; unset (and no models file): the scripted dev model,
+                         served in-process (see the log and the console's banner)
   ASSISTD_LLM_API_KEY    key sent to the upstream
   ASSISTD_MODELS_FILE    TOML file routing model names to upstreams
   ASSISTD_REWRITE_MODEL  the model rewriting vector store search queries (`rewrite_query`; default gpt-4o-mini)

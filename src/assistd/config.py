@@ -29,7 +29,8 @@ class Settings(BaseSettings):
                                   "active, from anywhere; 0 = never (README: Security)")
     redis_url: str | None = Field(None, description="redis://… carries run events between processes "
                                   "(default on PostgreSQL: LISTEN/NOTIFY)")
-    llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream")
+    llm_base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible upstream (unset, and no "
+                              "models file: the scripted dev model, served in-process)")
     llm_api_key: str = Field("not-needed", description="key sent to the upstream")
     embeddings: str = Field("local", description="`local` (all-MiniLM-L6-v2 on CPU, in a worker process) or "
                             "`upstream:MODEL` (the upstream's /embeddings)")
@@ -73,3 +74,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def upstream_unconfigured(settings: Settings) -> bool:
+    """True when neither ASSISTD_LLM_BASE_URL nor ASSISTD_MODELS_FILE was given: ``serve`` then runs the
+    scripted dev model in-process instead of calling the default URL where nothing listens."""
+    return "llm_base_url" not in settings.model_fields_set and settings.models_file is None

@@ -127,8 +127,11 @@ class HotReads:
         if not getattr(state, "ready", False):
             return None
         try:
-            project = await state.auth.project_for(authorization, origin_of(scope))
-            scope[PROJECT_KEY] = project  # if the route answers after all, the key is not checked again
+            # The console's relay (console/relay.py) sets the signed-in session's project in the scope.
+            project = scope.get(PROJECT_KEY)
+            if project is None:
+                project = await state.auth.project_for(authorization, origin_of(scope))
+                scope[PROJECT_KEY] = project  # if the route answers after all, the key is not checked again
             return await reader(state, project, parts, scope["query_string"])
         except APIError:
             return None  # 401: the route words it
