@@ -59,10 +59,11 @@ def _browser_required() -> bool:
     return bool(os.environ.get("CI")) or os.environ.get("ASSISTD_TEST_REQUIRE_BROWSER") == "1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(server: LiveProcess) -> Iterator[Any]:
-    """Started after the server (and closed before it): Playwright's sync API keeps an event loop running,
-    and the session's PostgreSQL set-up and tear-down use asyncio.run."""
+    """Started after the server and closed with the module: Playwright's sync API keeps an event loop
+    running in this thread while it lives, and later tests (and the session's PostgreSQL tear-down) run
+    their own loops with asyncio.run / run_until_complete."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
