@@ -1,4 +1,4 @@
-"""The ``assistd`` command: serve, migrate, keys, dev-upstream."""
+"""The ``assistd`` command: serve, migrate, keys, export/import, dev-upstream."""
 
 from __future__ import annotations
 
@@ -183,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     db_flag(revoke)
     keys.set_defaults(func=_keys)
+
+    from assistd.transfer.command import add_commands as add_transfer_commands
+
+    add_transfer_commands(sub, db_flag)  # export, import
 
     upstream = sub.add_parser("dev-upstream", help="run the scripted OpenAI-compatible model for tests/demos")
     upstream.add_argument("--host", default="127.0.0.1")
