@@ -14,12 +14,14 @@ Writing is our own tar framing (``TarInfo.tobuf`` + padding) so members can be f
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.metadata
 import tarfile
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,8 +178,21 @@ def open_members(path: str | Path) -> Iterator[Member]:
                 stream = tar.extractfile(info)
                 assert stream is not None
                 yield Member(info.name, info.size, stream)  # type: ignore[arg-type]
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        except (*DAMAGED, OSError) as exc:
             raise ArchiveError(f"the archive is truncated or damaged ({type(exc).__name__}: {exc})") from None
+
+
+DAMAGED = (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Reading a member's bytes: a tar or gzip error there means the archive ends (or breaks) inside it."""
+    try:
+        yield
+    except DAMAGED as exc:
+        raise ArchiveError(f"{name}: the archive is truncated or damaged inside this member "
+                           f"({type(exc).__name__}: {exc})") from None
 
 
 def check_header(header: dict[str, Any], where: str = HEADER) -> None:

@@ -46,10 +46,12 @@ from assistd.transfer.archive import (
     KINDS,
     MANIFEST,
     ArchiveError,
+    Member,
     iter_chunks,
     iter_lines,
     open_members,
     parse_member,
+    reading,
 )
 from assistd.transfer.export import TABLES
 from assistd.transfer.openai_shape import Normalizer, same_object
@@ -131,25 +133,30 @@ class _Importer:
             assert parsed is not None  # verify() checked every name
             pdir, what, name = parsed
             project_id = await self._project_id(self.project or self.checked.project_names[pdir])
-            if what == "file":
-                await self._file(project_id, name, member, sums[member.name]["sha256"])
-                continue
-            self._skip_files_without_bytes()
-            batch: list[dict[str, Any]] = []
-            for number, line in iter_lines(member):
-                if not line.strip():
-                    continue
-                obj = parse_line(self.normalizer, member.name, name, number, line)
-                if name == "files":
-                    self.pending_files[obj["id"]] = obj
-                    continue
-                batch.append(obj)
-                if len(batch) >= self.batch_size:
-                    await self._batch(name, project_id, batch)
-                    batch = []
-            if batch:
-                await self._batch(name, project_id, batch)
+            with reading(member.name):
+                await self._member(member, project_id, what, name, sums)
         self._skip_files_without_bytes()
+
+    async def _member(self, member: Member, project_id: str, what: str, name: str,
+                      sums: dict[str, Any]) -> None:
+        if what == "file":
+            await self._file(project_id, name, member, sums[member.name]["sha256"])
+            return
+        self._skip_files_without_bytes()
+        batch: list[dict[str, Any]] = []
+        for number, line in iter_lines(member):
+            if not line.strip():
+                continue
+            obj = parse_line(self.normalizer, member.name, name, number, line)
+            if name == "files":
+                self.pending_files[obj["id"]] = obj
+                continue
+            batch.append(obj)
+            if len(batch) >= self.batch_size:
+                await self._batch(name, project_id, batch)
+                batch = []
+        if batch:
+            await self._batch(name, project_id, batch)
 
     async def _project_id(self, name: str) -> str:
         if name not in self.project_ids:

@@ -20,11 +20,13 @@ from assistd.transfer.archive import (
     KINDS,
     MANIFEST,
     ArchiveError,
+    Member,
     check_header,
     iter_chunks,
     iter_lines,
     open_members,
     parse_member,
+    reading,
 )
 from assistd.transfer.openai_shape import Normalizer, Notes, ObjectError
 
@@ -61,7 +63,8 @@ def verify(path: str | Path) -> Checked:
     first = next(members, None)
     if first is None or first.name != HEADER:
         raise ArchiveError(f"{path}: not an assistd archive (it does not begin with {HEADER})")
-    header_bytes = first.stream.read()
+    with reading(HEADER):
+        header_bytes = first.stream.read()
     header = _json(HEADER, header_bytes)
     check_header(header)
     exported_at = header.get("exported_at")
@@ -76,28 +79,14 @@ def verify(path: str | Path) -> Checked:
         if manifest is not None:
             raise ArchiveError(f"{member.name}: unexpected member after {MANIFEST}")
         if member.name == MANIFEST:
-            manifest = _json(MANIFEST, member.stream.read())
+            with reading(MANIFEST):
+                manifest = _json(MANIFEST, member.stream.read())
             continue
         parsed = parse_member(member.name)
         if parsed is None or (parsed[1] == "kind" and parsed[2] not in KINDS):
             raise ArchiveError(f"{member.name}: not a member an assistd archive has")
-        digest = hashlib.sha256()
-        size = 0
-        pdir, what, name = parsed
-        if what == "kind":
-            for number, line in iter_lines(member, digest.update):
-                if line.strip():
-                    obj = parse_line(normalizer, member.name, name, number, line)
-                    if name == "files":
-                        file_lines.setdefault(pdir, set()).add(obj["id"])
-            size = member.size
-        else:
-            if name not in file_lines.get(pdir, set()):
-                raise ArchiveError(f"{member.name}: bytes of a file that projects/{pdir}/files.jsonl does not list")
-            for chunk in iter_chunks(member.stream):
-                digest.update(chunk)
-                size += len(chunk)
-        seen[member.name] = {"sha256": digest.hexdigest(), "bytes": size}
+        with reading(member.name):
+            seen[member.name] = _check_member(normalizer, member, parsed, file_lines)
     if manifest is None:
         raise ArchiveError(f"{path}: {MANIFEST} is missing: the archive is truncated")
     check_header(manifest, MANIFEST)
@@ -124,6 +113,27 @@ def verify(path: str | Path) -> Checked:
         if parsed is not None and parsed[0] not in names:
             raise ArchiveError(f"{name}: its project '{parsed[0]}' is not in {MANIFEST}'s projects")
     return Checked(header, manifest, normalizer.notes, names)
+
+
+def _check_member(normalizer: Normalizer, member: Member, parsed: tuple[str, str, str],
+                  file_lines: dict[str, set[str]]) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    size = 0
+    pdir, what, name = parsed
+    if what == "kind":
+        for number, line in iter_lines(member, digest.update):
+            if line.strip():
+                obj = parse_line(normalizer, member.name, name, number, line)
+                if name == "files":
+                    file_lines.setdefault(pdir, set()).add(obj["id"])
+        size = member.size
+    else:
+        if name not in file_lines.get(pdir, set()):
+            raise ArchiveError(f"{member.name}: bytes of a file that projects/{pdir}/files.jsonl does not list")
+        for chunk in iter_chunks(member.stream):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": size}
 
 
 def _label(member: str) -> str:
