@@ -4,9 +4,11 @@ PostgreSQL, read back through the API; an import killed half-way and run again."
 from __future__ import annotations
 
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,8 @@ def test_round_trip_on_the_session_database(source, database_url, data_dir, upst
                 source["thread"], order="asc")]
         # Again into the same database: everything is already there, nothing changes.
         again = ok(cli("import", str(archive), database_url=url, data_dir=target_dir)).stdout
-        assert "messages: 0 imported, 3 already present" in again, again
+        assert f"messages: 0 imported, {len(objects(archive, 'messages'))} already present" in again, again
+        assert "runs: 0 imported" in again and "conflict" not in again, again
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +277,81 @@ def _rows(url: str) -> dict[str, list[dict[str, Any]]]:
             await db.close()
 
     return asyncio.run(read())
+
+
+def test_export_while_runs_stream_is_consistent(source, database_url, data_dir, tmp_path):
+    """Runs streaming while the export reads: one snapshot, so no step without its run, no message without
+    its thread; the runs caught mid-answer arrive ended, never to be executed again."""
+    client: OpenAI = source["client"]
+    assistant = client.beta.assistants.create(model=MODEL, name="streaming")
+    started = [threading.Event() for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def stream(i: int) -> None:
+        try:
+            thread = client.beta.threads.create(messages=[{"role": "user",
+                                                           "content": "[tokens: 300] [chunk-delay: 0.02]"}])
+            with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as events:
+                for event in events:
+                    if event.event == "thread.message.delta":
+                        started[i].set()
+        except BaseException as exc:  # noqa: BLE001 (reported by the test thread)
+            errors.append(exc)
+            started[i].set()
+
+    workers = [threading.Thread(target=stream, args=(i,)) for i in range(len(started))]
+    for w in workers:
+        w.start()
+    for event in started:
+        assert event.wait(60)
+    archive = _export(database_url, data_dir, tmp_path / "live.tar")
+    for w in workers:
+        w.join(120)
+    assert not errors, errors
+    loaded = {kind: [orjson.loads(x) for x in objects(archive, kind)]
+              for kind in ("threads", "runs", "messages", "run_steps")}
+    thread_ids = {t["id"] for t in loaded["threads"]}
+    run_ids = {r["id"] for r in loaded["runs"]}
+    assert {r["thread_id"] for r in loaded["runs"]} <= thread_ids
+    assert {m["thread_id"] for m in loaded["messages"]} <= thread_ids
+    assert {m["run_id"] for m in loaded["messages"] if m["run_id"]} <= run_ids
+    assert {s["run_id"] for s in loaded["run_steps"]} <= run_ids
+    assert {s["thread_id"] for s in loaded["run_steps"]} <= thread_ids
+    caught = [r for r in loaded["runs"] if r["status"] == "in_progress"]
+    assert len(caught) >= 1, [r["status"] for r in loaded["runs"]]
+    with fresh_database(database_url, tmp_path) as url:
+        out = ok(cli("import", str(archive), database_url=url, data_dir=tmp_path / "target")).stdout
+        assert f"{len(caught)} unfinished runs imported as expired" in out, out
+        rows = _rows(url)
+        assert not [r for r in rows["runs"] if r["status"] in ("queued", "in_progress", "requires_action",
+                                                                "cancelling")]
+        assert not [s for s in rows["run_steps"] if s["status"] == "in_progress"]
+        assert not [m for m in rows["messages"] if m["status"] == "in_progress"]
+
+
+def test_backup_and_restore(source, database_url, data_dir, upstream, tmp_path, pg_database):
+    """The physical backup docs/operations.md describes, taken while the server serves: the database first
+    (SQLite's online backup, or pg_dump), then the data dir's blobs; restored, it serves every object."""
+    archive = _export(database_url, data_dir, tmp_path / "before.tar")
+    restored_dir = tmp_path / "restored"
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        restored_url = f"sqlite:///{tmp_path / 'restored.db'}"
+        src = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        dst = sqlite3.connect(tmp_path / "restored.db")
+        with dst:
+            src.backup(dst)  # what the sqlite3 shell's `.backup` does
+        src.close()
+        dst.close()
+    else:
+        dump = tmp_path / "assistd.dump"
+        subprocess.run(["pg_dump", "-Fc", "-f", str(dump), database_url], check=True, timeout=120)
+        restored_url = pg_database()
+        subprocess.run(["pg_restore", "--no-owner", "-d", restored_url, str(dump)], check=True, timeout=120)
+    shutil.copytree(data_dir / "blobs", restored_dir / "blobs")
+    with _server(restored_url, restored_dir, upstream, KEY) as proc, _http(proc, KEY) as http:
+        _indexed(http, archive)
+        _check_served(archive, http, source["http"])
+        target = OpenAI(base_url=f"{proc.url}/v1", api_key=KEY, max_retries=0, timeout=30)
+        assert _search(target, source["vector_store"]) == _search(source["client"], source["vector_store"])
