@@ -40,19 +40,22 @@ def _objects() -> dict[str, list[dict[str, Any]]]:
 
 
 def write_archive(path: Path, objs: dict[str, list[dict[str, Any]]] | None = None, *,
-                  source: str = "assistd", file_bytes: bytes = FILE_BYTES) -> Path:
-    objs = _objects() if objs is None else objs
+                  source: str = "assistd", file_bytes: bytes = FILE_BYTES,
+                  projects: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> Path:
+    """An archive of ``projects`` (name → objects by kind), by default one project "errors" of ``objs``."""
+    projects = projects or {"errors": _objects() if objs is None else objs}
     writer = ArchiveWriter(path, header={"source": source, "exported_at": NOW})
-    for kind in ("files", "vector_stores", "vector_store_files", "assistants", "threads", "runs", "messages",
-                 "run_steps"):
-        member = writer.jsonl(kind_member("0", kind))
-        for obj in objs.get(kind, []):
-            member.add(orjson.dumps(obj))
-        member.close()
-        if kind == "files":
-            for f in objs.get("files", []):
-                writer.add_bytes(blob_member("0", f["id"]), file_bytes)
-    writer.close({"exported_at": NOW, "projects": [{"dir": "0", "name": "errors"}]})
+    for n, project_objs in enumerate(projects.values()):
+        for kind in ("files", "vector_stores", "vector_store_files", "assistants", "threads", "runs", "messages",
+                     "run_steps"):
+            member = writer.jsonl(kind_member(str(n), kind))
+            for obj in project_objs.get(kind, []):
+                member.add(orjson.dumps(obj))
+            member.close()
+            if kind == "files":
+                for f in project_objs.get("files", []):
+                    writer.add_bytes(blob_member(str(n), f["id"]), file_bytes)
+    writer.close({"exported_at": NOW, "projects": [{"dir": str(n), "name": name} for n, name in enumerate(projects)]})
     return path
 
 
@@ -205,3 +208,54 @@ def test_file_listed_without_bytes_is_skipped(database_url, tmp_path):
         out = ok(cli("import", str(missing), database_url=url, data_dir=tmp_path / "data")).stdout
         assert "skipped: file file-f1: its bytes are not in the archive" in out, out
         assert dump(url)["files"] == []
+
+
+def _renamed(objs: dict[str, list[dict[str, Any]]], suffix: str) -> dict[str, list[dict[str, Any]]]:
+    """The same objects under other ids (a second project's)."""
+    return orjson.loads(orjson.dumps(objs).replace(b'_t1"', f'_t1{suffix}"'.encode())
+                        .replace(b'"asst_a1"', f'"asst_a1{suffix}"'.encode())
+                        .replace(b'"file-f1"', f'"file-f1{suffix}"'.encode())
+                        .replace(b'"msg_m', f'"msg{suffix}_m'.encode()))
+
+
+def test_every_project_or_one(database_url, tmp_path):
+    """An archive of two projects lands in two projects (by name); exported whole it lists both; imported
+    with --project, everything lands in that one."""
+    both = write_archive(tmp_path / "two.tar", projects={"alpha": _objects(), "beta": _renamed(_objects(), "b")})
+    with fresh_database(database_url, tmp_path) as url:
+        ok(cli("import", str(both), database_url=url, data_dir=tmp_path / "data"))
+        exported = tmp_path / "all.tar.gz"
+        ok(cli("export", str(exported), database_url=url, data_dir=tmp_path / "data"))
+        manifest = orjson.loads(members(exported)["manifest.json"])
+        assert {p["name"]: p["counts"]["messages"] for p in manifest["projects"]} == {"alpha": 3, "beta": 3}
+        one = tmp_path / "beta.tar"
+        ok(cli("export", str(one), "--project", "beta", database_url=url, data_dir=tmp_path / "data"))
+        assert [p["name"] for p in orjson.loads(members(one)["manifest.json"])["projects"]] == ["beta"]
+        assert members(one)["projects/0/files/file-f1b"] == FILE_BYTES
+        missing = cli("export", str(tmp_path / "x.tar"), "--project", "nope", database_url=url,
+                      data_dir=tmp_path / "data")
+        assert missing.returncode == 1 and "no project named 'nope'" in missing.stderr
+    with fresh_database(database_url, tmp_path) as url:
+        ok(cli("import", str(exported), "--project", "merged", database_url=url, data_dir=tmp_path / "merged"))
+        assert _project_ids(url) == {"merged"}
+        assert len(dump(url)["messages"]) == 6
+
+
+def _project_ids(url: str) -> set[str]:
+    from sqlalchemy import select
+
+    from assistd.store.db import Database
+    from assistd.store.tables import messages, projects, threads
+
+    async def read() -> set[str]:
+        db = Database(url)
+        try:
+            async with db.read() as conn:
+                names = dict((await conn.execute(select(projects.c.id, projects.c.name))).all())
+                used = set((await conn.execute(select(messages.c.project_id))).scalars())
+                used |= set((await conn.execute(select(threads.c.project_id))).scalars())
+                return {names[i] for i in used}
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
