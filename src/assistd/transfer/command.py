@@ -6,7 +6,11 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from assistd.config import Settings
 
@@ -47,6 +51,10 @@ def _export(args: argparse.Namespace) -> int:
     from assistd.transfer.export import ExportError, export_archive
 
     settings = _settings(args)
+    sqlite_file = make_url(settings.database_url).database if settings.database_url.startswith("sqlite") else None
+    if sqlite_file and sqlite_file != ":memory:" and not Path(sqlite_file).is_file():
+        print(f"assistd export: no database at {sqlite_file}", file=sys.stderr)
+        return 1
 
     async def run() -> dict[str, Any]:
         db = Database(settings.database_url, pool_size=2)
@@ -60,6 +68,9 @@ def _export(args: argparse.Namespace) -> int:
         manifest = asyncio.run(run())
     except (ExportError, ArchiveError, OSError) as exc:
         print(f"assistd export: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"assistd export: database error: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
         return 1
     for project in manifest["projects"]:
         counts = ", ".join(f"{n} {kind}" for kind, n in project["counts"].items())
@@ -97,6 +108,9 @@ def _import(args: argparse.Namespace) -> int:
     except (ArchiveError, OSError) as exc:
         print(f"assistd import: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:  # the database refused or went away: whole batches stay, run it again
+        print(f"assistd import: database error: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 3
     for line in report.lines():
         print(line)
     return 1 if report.conflicts else 0

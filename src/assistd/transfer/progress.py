@@ -33,7 +33,8 @@ class Progress:
         self._shown = now
         parts = [f"{kind} {n}" for kind, n in self.counts.items()]
         if self.bytes:
-            parts.append(f"{self.bytes / 1e6:.1f} MB of file bytes")
+            parts.append(f"{self.bytes / 1e6:.1f} MB of file bytes" if self.bytes >= 1e5 else
+                         f"{self.bytes / 1e3:.1f} kB of file bytes")
         self.stream.write(f"\r\x1b[K{self.verb}: {', '.join(parts)}")
         self.stream.flush()
 
