@@ -190,6 +190,8 @@ def test_an_import_killed_half_way_completes_when_run_again(source, database_url
         killed = cli("import", str(archive), "--batch-size", "1", "--fail-after", "5", database_url=url,
                      data_dir=target_dir)
         assert killed.returncode == -signal.SIGKILL, killed
+        half = _count_rows(url)
+        assert half["messages"] < len(objects(archive, "messages")), half  # killed before the end
         out = ok(cli("import", str(archive), "--batch-size", "1", database_url=url, data_dir=target_dir)).stdout
         total = {kind: len(objects(archive, kind)) for kind in ("files", "assistants", "threads", "messages",
                                                                 "runs", "run_steps")}
@@ -285,14 +287,17 @@ def test_export_while_runs_stream_is_consistent(source, database_url, data_dir, 
     client: OpenAI = source["client"]
     assistant = client.beta.assistants.create(model=MODEL, name="streaming")
     started = [threading.Event() for _ in range(3)]
+    streaming: list[tuple[str, str]] = []  # (thread id, run id)
     errors: list[BaseException] = []
 
     def stream(i: int) -> None:
-        try:
+        try:  # answers that would take minutes: cancelled once the export is written
             thread = client.beta.threads.create(messages=[{"role": "user",
-                                                           "content": "[tokens: 300] [chunk-delay: 0.02]"}])
+                                                           "content": "[tokens: 2000] [chunk-delay: 0.2]"}])
             with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as events:
                 for event in events:
+                    if event.event == "thread.run.created":
+                        streaming.append((thread.id, event.data.id))
                     if event.event == "thread.message.delta":
                         started[i].set()
         except BaseException as exc:  # noqa: BLE001 (reported by the test thread)
@@ -304,9 +309,13 @@ def test_export_while_runs_stream_is_consistent(source, database_url, data_dir, 
         w.start()
     for event in started:
         assert event.wait(60)
-    archive = _export(database_url, data_dir, tmp_path / "live.tar")
-    for w in workers:
-        w.join(120)
+    try:
+        archive = _export(database_url, data_dir, tmp_path / "live.tar")
+    finally:
+        for thread_id, run_id in streaming:
+            client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+        for w in workers:
+            w.join(120)
     assert not errors, errors
     loaded = {kind: [orjson.loads(x) for x in objects(archive, kind)]
               for kind in ("threads", "runs", "messages", "run_steps")}
