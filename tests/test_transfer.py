@@ -23,6 +23,9 @@ from tests.run_helpers import MODEL, fresh_database
 from tests.servers import ROOT, LiveProcess, free_port, pg_admin
 from tests.transfer_helpers import PG_URL, cli, members, objects, ok, pg_reachable, wait_for
 
+# Each test starts servers and CLI processes of its own: more than the default per-test budget on a busy machine.
+pytestmark = pytest.mark.timeout(360)
+
 PROJECT = "transfer-src"
 KEY = "sk-transfer-" + secrets.token_hex(8)
 TEXT = b"Mushrooms spread by spores carried on the wind.\n\nFerns also spread by spores, not seeds.\n"
@@ -67,7 +70,7 @@ def _server(database_url: str, data_dir: Path, upstream: LiveProcess, key: str) 
     env = {"ASSISTD_DATABASE_URL": database_url, "ASSISTD_DATA_DIR": str(data_dir),
            "ASSISTD_API_KEYS": f"{key}:{PROJECT}", "ASSISTD_LLM_BASE_URL": f"{upstream.url}/v1",
            "ASSISTD_LLM_API_KEY": "upstream-key", "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small"}
-    return LiveProcess(["serve", "--port", str(port)], port, env=env)
+    return LiveProcess(["serve", "--port", str(port)], port, env=env, timeout=90)
 
 
 def _paths(kind: str, obj: dict[str, Any]) -> str:
