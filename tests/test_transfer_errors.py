@@ -259,3 +259,16 @@ def _project_ids(url: str) -> set[str]:
             await db.close()
 
     return asyncio.run(read())
+
+
+def test_an_id_twice_in_one_archive(database_url, tmp_path):
+    objs = _objects()
+    objs["messages"].append(objs["messages"][0])  # the same line again: present
+    objs["messages"].append({**objs["messages"][0], "metadata": {"other": "x"}})  # the same id, other content
+    archive = write_archive(tmp_path / "twice.tar", objs)
+    with fresh_database(database_url, tmp_path) as url:
+        result = cli("import", str(archive), database_url=url, data_dir=tmp_path / "data")
+        assert result.returncode == 1, result
+        assert "messages: 3 imported, 1 already present" in result.stdout, result.stdout
+        assert "conflict: message msg_m0 already exists with other content" in result.stdout, result.stdout
+        assert [i for i, _ in dump(url)["messages"]] == ["msg_m0", "msg_m1", "msg_m2"]

@@ -113,4 +113,4 @@ def _import(args: argparse.Namespace) -> int:
         return 3
     for line in report.lines():
         print(line)
-    return 1 if report.conflicts else 0
+    return 1 if report.has_conflicts else 0

@@ -69,6 +69,9 @@ REINDEX = ("completed", "in_progress")  # vector store files whose chunks the in
 NO_LIMIT = 1 << 62
 
 
+MAX_LISTED = 100  # conflicts and skipped objects listed one by one; past that, counted
+
+
 @dataclass
 class Report:
     imported: Counter = field(default_factory=Counter)
@@ -76,12 +79,25 @@ class Report:
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unlisted: Counter = field(default_factory=Counter)  # "conflicts" / "skipped" past MAX_LISTED
+
+    @property
+    def has_conflicts(self) -> bool:
+        return bool(self.conflicts)
+
+    def add(self, which: str, text: str) -> None:
+        listed = getattr(self, which)
+        if len(listed) < MAX_LISTED:
+            listed.append(text)
+        else:
+            self.unlisted[which] += 1
 
     def lines(self) -> list[str]:
         out = [f"{kind}: {self.imported[kind]} imported, {self.present[kind]} already present" for kind in KINDS]
         out += self.notes
         out += [f"skipped: {s}" for s in self.skipped]
         out += [f"conflict: {c}" for c in self.conflicts]
+        out += [f"… and {n} more {which} not listed" for which, n in self.unlisted.items()]
         return out
 
 
@@ -166,7 +182,7 @@ class _Importer:
 
     def _skip_files_without_bytes(self) -> None:
         for file_id in self.pending_files:
-            self.report.skipped.append(f"file {file_id}: its bytes are not in the archive")
+            self.report.add("skipped", f"file {file_id}: its bytes are not in the archive")
         self.pending_files.clear()
 
     # --- files -------------------------------------------------------------------------------------------
@@ -190,7 +206,7 @@ class _Importer:
             self.report.present[kind] += 1
         else:
             where = "" if row_project == project_id else " in another project"
-            self.report.conflicts.append(f"{_label(kind, obj)} already exists{where} with other content: "
+            self.report.add("conflicts", f"{_label(kind, obj)} already exists{where} with other content: "
                                          "kept as it was")
 
     # --- objects -----------------------------------------------------------------------------------------
@@ -200,13 +216,17 @@ class _Importer:
         async with self.db.write() as conn:
             objs = await self._with_parents(conn, kind, project_id, objs)
             existing = await self._existing_rows(conn, kind, objs)
-            new = []
+            fresh: dict[Any, dict[str, Any]] = {}
             for obj in objs:
-                row = existing.get(_key(kind, obj))
+                key = _key(kind, obj)
+                row = existing.get(key)
+                if row is None and key in fresh:  # the same id twice in one batch: as if already imported
+                    row = (project_id, orjson.dumps(fresh[key]).decode())
                 if row is None:
-                    new.append(obj)
+                    fresh[key] = obj
                 else:
                     self._existing(kind, obj, row[0], row[1], project_id)
+            new = list(fresh.values())
             if kind == "vector_store_files":
                 await self._vector_store_files(conn, project_id, new)
             elif new:
@@ -224,7 +244,7 @@ class _Importer:
                 parent.c.id.in_(wanted), parent.c.project_id == project_id))).scalars())
             for obj in kept:
                 if obj[column] not in found:
-                    self.report.skipped.append(f"{_label(kind, obj)}: its {parent.name[:-1].replace('_', ' ')} "
+                    self.report.add("skipped", f"{_label(kind, obj)}: its {parent.name[:-1].replace('_', ' ')} "
                                                f"{obj[column]} is not in the project")
             kept = [obj for obj in kept if obj[column] in found]
         return kept
