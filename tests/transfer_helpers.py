@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
 from assistd.transfer.archive import HEADER, MANIFEST, ArchiveWriter
@@ -76,13 +74,3 @@ def pg_reachable() -> bool:
         return True
     except Exception:
         return False
-
-
-def gz(path: Path) -> bytes:
-    return gzip.decompress(path.read_bytes())
-
-
-def raw_get(http: httpx.Client, path: str) -> bytes:
-    r = http.get(path)
-    assert r.status_code == 200, (path, r.status_code, r.text)
-    return r.content

@@ -211,17 +211,21 @@ def iter_chunks(stream: BinaryIO, size: int = 1024 * 1024) -> Iterator[bytes]:
 
 def iter_lines(member: Member, on_chunk: Any = None) -> Iterator[tuple[int, bytes]]:
     """``(line number, line)`` of a JSONL member, read a chunk at a time; ``on_chunk(bytes)`` sees
-    every byte (for its checksum)."""
-    pending = b""
+    every byte (for its checksum). A line longer than a chunk is gathered in parts, never rescanned."""
+    parts: list[bytes] = []
     number = 0
     for chunk in iter_chunks(member.stream):
         if on_chunk is not None:
             on_chunk(chunk)
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            parts.append(chunk[start:end])
             number += 1
-            yield number, line
-    if pending:
+            yield number, b"".join(parts)
+            parts = []
+            start = end + 1
+        if start < len(chunk):
+            parts.append(chunk[start:])
+    if parts:
         number += 1
-        yield number, pending
+        yield number, b"".join(parts)
