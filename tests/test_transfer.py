@@ -69,7 +69,8 @@ def _server(database_url: str, data_dir: Path, upstream: LiveProcess, key: str) 
     port = free_port()
     env = {"ASSISTD_DATABASE_URL": database_url, "ASSISTD_DATA_DIR": str(data_dir),
            "ASSISTD_API_KEYS": f"{key}:{PROJECT}", "ASSISTD_LLM_BASE_URL": f"{upstream.url}/v1",
-           "ASSISTD_LLM_API_KEY": "upstream-key", "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small"}
+           "ASSISTD_LLM_API_KEY": "upstream-key", "ASSISTD_EMBEDDINGS": "upstream:text-embedding-3-small",
+           "ASSISTD_DB_POOL_SIZE": "3"}  # a shared PostgreSQL has connections for few servers
     return LiveProcess(["serve", "--port", str(port)], port, env=env, timeout=90)
 
 
