@@ -106,8 +106,15 @@ class Normalizer:
         for name in ("id", *(n for n in required if n.endswith("_id"))):
             if not isinstance(obj[name], str) or not 0 < len(obj[name]) <= 64 or "\x00" in obj[name]:
                 raise ObjectError(f"'{name}' must be a string of 1 to 64 characters")
-        if not isinstance(obj["created_at"], int) or isinstance(obj["created_at"], bool):
-            raise ObjectError("'created_at' must be an integer (Unix seconds)")
+        for name in ("created_at", "expires_at"):  # both go to BIGINT columns
+            value = obj.get(name)
+            if (value is not None or name == "created_at") and (
+                    not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**53):
+                raise ObjectError(f"'{name}' must be an integer (Unix seconds)")
+        for name in ("status", "purpose"):  # VARCHAR(32) columns
+            value = obj.get(name)
+            if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 32):
+                raise ObjectError(f"'{name}' must be a string of 1 to 32 characters")
         for name, default in defaults.items():
             if name not in obj:
                 obj[name] = _copy(default)
