@@ -18,6 +18,7 @@ import orjson
 import pytest
 from openai import OpenAI
 
+from assistd.blobstore import LocalBlobStore
 from assistd.transfer.openai_shape import Normalizer
 from tests.run_helpers import MODEL, fresh_database
 from tests.servers import ROOT, LiveProcess, free_port, pg_admin
@@ -42,6 +43,7 @@ def source(server: LiveProcess, database_url: str, data_dir: Path) -> dict[str, 
     key = _project_key(database_url, data_dir)
     client = OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=30)
     f = client.files.create(file=("spores.txt", TEXT), purpose="assistants")
+    client.files.create(file=("data.bin", bytes(range(256)) * 64), purpose="user_data")  # one the API gives back
     vs = client.vector_stores.create(name="transfer", metadata={"k": "v"})
     vsf = client.vector_stores.files.create_and_poll(file_id=f.id, vector_store_id=vs.id, attributes={"lang": "en"},
                                                     poll_interval_ms=50)
@@ -57,7 +59,8 @@ def source(server: LiveProcess, database_url: str, data_dir: Path) -> dict[str, 
     client.beta.threads.messages.create(thread.id, role="user", content="and again", metadata={"m": "2"})
     http = httpx.Client(base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {key}",
                                                                "OpenAI-Beta": "assistants=v2"}, timeout=30)
-    return {"client": client, "http": http, "key": key, "vector_store": vs.id, "file": f.id, "thread": thread.id}
+    return {"client": client, "http": http, "key": key, "vector_store": vs.id, "file": f.id, "thread": thread.id,
+            "text": TEXT}
 
 
 def _export(database_url: str, data_dir: Path, path: Path) -> Path:
@@ -100,9 +103,10 @@ def _indexed(http: httpx.Client, archive: Path) -> None:
                  f"vector store {store_id} re-indexed")
 
 
-def _check_served(archive: Path, target: httpx.Client, source: httpx.Client | None = None) -> None:
+def _check_served(archive: Path, target: httpx.Client, source: httpx.Client | None, target_dir: Path) -> None:
     """Every archived object, read back through the target's API, is byte for byte what was exported (and
-    what the source serves); every file's bytes match."""
+    what the source serves); every file's bytes match: downloaded where the API allows it (not for purpose
+    ``assistants``), and in the target's blob store for all."""
     header = orjson.loads(members(archive)["assistd-archive.json"])
     normalizer = Normalizer(header["exported_at"])
     counts = 0
@@ -119,7 +123,9 @@ def _check_served(archive: Path, target: httpx.Client, source: httpx.Client | No
                 assert got.content == source.get(_paths(kind, obj)).content, kind
             if kind == "files":
                 data = members(archive)[f"projects/0/files/{obj['id']}"]
-                assert target.get(f"/files/{obj['id']}/content").content == data
+                assert (LocalBlobStore(target_dir / "blobs").local_path(obj["id"]) or Path()).read_bytes() == data
+                if obj["purpose"] != "assistants":
+                    assert target.get(f"/files/{obj['id']}/content").content == data
             counts += 1
     assert counts >= 9
 
@@ -135,7 +141,7 @@ def test_round_trip_on_the_session_database(source, database_url, data_dir, upst
         ok(cli("import", str(archive), database_url=url, data_dir=target_dir))
         with _server(url, target_dir, upstream, KEY) as proc, _http(proc, KEY) as http:
             _indexed(http, archive)
-            _check_served(archive, http, source["http"])
+            _check_served(archive, http, source["http"], target_dir)
             target = OpenAI(base_url=f"{proc.url}/v1", api_key=KEY, max_retries=0, timeout=30)
             assert _search(target, source["vector_store"]) == _search(source["client"], source["vector_store"])
             listed = target.beta.threads.messages.list(source["thread"], order="asc")
@@ -176,7 +182,7 @@ def test_across_sqlite_and_postgresql(source, database_url, data_dir, upstream, 
     ok(cli("import", str(second), database_url=sqlite_url, data_dir=sqlite_dir))
     with _server(sqlite_url, sqlite_dir, upstream, KEY) as proc, _http(proc, KEY) as http:
         _indexed(http, second)
-        _check_served(first, http, source["http"])
+        _check_served(first, http, source["http"], sqlite_dir)
         third = _export(sqlite_url, sqlite_dir, tmp_path / "third.tar")
         target = OpenAI(base_url=f"{proc.url}/v1", api_key=KEY, max_retries=0, timeout=30)
         assert _search(target, source["vector_store"]) == _search(source["client"], source["vector_store"])
@@ -237,9 +243,13 @@ def test_export_from_api_script(source, server, database_url, tmp_path):
     """scripts/export-from-api against a live Assistants-API server (this one), then imported elsewhere:
     every object is there with every field the server served (the SDK's model_dump() adds its own Nones)."""
     archive = tmp_path / "api.tar.gz"
+    originals = tmp_path / "originals"  # what the API will not give back (purpose assistants), given by hand
+    originals.mkdir()
+    (originals / source["file"]).write_bytes(source["text"])
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "export-from-api"), str(archive), "--base-url", f"{server.url}/v1",
-         "--api-key", source["key"], "--thread", source["thread"], "--project", "from-api"],
+         "--api-key", source["key"], "--thread", source["thread"], "--project", "from-api",
+         "--bytes-from", str(originals)],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert orjson.loads(members(archive)["assistd-archive.json"])["source"] == "openai-api"
@@ -367,6 +377,6 @@ def test_backup_and_restore(source, database_url, data_dir, upstream, tmp_path, 
     shutil.copytree(data_dir / "blobs", restored_dir / "blobs")
     with _server(restored_url, restored_dir, upstream, KEY) as proc, _http(proc, KEY) as http:
         _indexed(http, archive)
-        _check_served(archive, http, source["http"])
+        _check_served(archive, http, source["http"], restored_dir)
         target = OpenAI(base_url=f"{proc.url}/v1", api_key=KEY, max_retries=0, timeout=30)
         assert _search(target, source["vector_store"]) == _search(source["client"], source["vector_store"])
