@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import func, select
 
 from assistd.devupstream.server import embed as hashed_embed
 from assistd.retrieval import FilterError, HybridIndex, IndexedChunk
+from assistd.retrieval.tables import retrieval_chunks
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
 
@@ -180,6 +182,14 @@ def test_stores_are_separate_and_searchable_together(backend: Backend) -> None:
     assert {h.vector_store_id for h in both} == {one, two}
 
 
+def usage_is_exact(backend: Backend, vs: str) -> bool:
+    """The store's usage kept by the writes equals the sum over its chunks (what it used to be computed as)."""
+    c = retrieval_chunks.c
+    exact = backend.write(lambda conn: conn.scalar(select(func.sum(func.length(c.text) + func.length(c.embedding)))
+                                                   .where(c.vector_store_id == vs)))
+    return backend.write(lambda conn: backend.index.usage_bytes(conn, vs)) == int(exact or 0)
+
+
 def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> None:
     vs = load(backend)
     other = HybridIndex()  # another process's index: its own vector cache
@@ -193,9 +203,10 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     hits = [h for h in backend.search([vs], "volcano eruption lava basalt", max_num_results=50)
             if h.file_id == "file_new"]
     assert [h.text for h in hits] == ["Lava cooled into basalt."]
+    assert usage_is_exact(backend, vs)
     assert backend.write(lambda c: backend.index.delete_file(c, vs, "file_new")) == 1
     assert all(h.file_id != "file_new" for h in backend.search([vs], "volcano lava basalt", max_num_results=50))
-    assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
+    assert usage_is_exact(backend, vs) and backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
     backend.write(lambda c: backend.index.delete_store(c, vs))
     assert backend.search([vs], "bakery revenue zebrafish") == []
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
