@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -273,7 +277,7 @@ class Corpus:
         common = [COMMON[j] for j in r.integers(33, len(COMMON), size=int(r.integers(2, 4)))]
         content = [self.content[j] for j in r.integers(20, 3000, size=int(r.integers(1, 3)))]
         opener = ["how do I", "why does the", "what is the", "can I", "where do I find the"][int(r.integers(0, 5))]
-        return f"{opener} {common[0]} {content[0]} {' '.join(common[1:])} for my {' '.join(content[1:])}?"
+        return f"{opener} {common[0]} {content[0]} {' '.join(common[1:])} for my {' '.join(content[1:]) or 'code'}?"
 
 
 # -------------------------------------------------------------------------------------- ingest scale
@@ -331,9 +335,10 @@ def bench_scale(url: str | None, levels: list[int], per_file: int, timed: int) -
                     specs = [stores.FileSpec({"id": f"file-{files + i:06d}"}, 800, 400, {}) for i in range(timed)]
                     await stores.add_files(conn, "proj_bench", store, specs)
                     await stores.refresh(conn, store, moved=None)  # recount: the fill bypassed the counts
-                if backend == "PostgreSQL":
+                if backend == "PostgreSQL":  # what autovacuum does after a bulk load, done before timing
                     async with db.engine.connect() as conn:
-                        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql("ANALYZE")
+                        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        await auto.exec_driver_sql("VACUUM ANALYZE")
                 prepared = [[IndexedChunk(t, v, 130) for t, v in
                              zip(corpus.texts(per_file), corpus.vectors(per_file), strict=True)] for _ in range(timed)]
                 t = time.perf_counter()
@@ -375,7 +380,33 @@ async def _refresh_after_ingest(stores, conn, store) -> None:  # type: ignore[no
 # --------------------------------------------------------------------------------------------- query
 
 
-def bench_query(url: str | None, n_chunks: int, queries: int) -> None:
+@contextlib.contextmanager
+def _keyword_module(module: Any) -> Iterator[None]:
+    """The hybrid index ranking keywords with ``module`` (another version of keyword.py) meanwhile."""
+    from assistd.retrieval.index import hybrid
+
+    if module is None:
+        yield
+        return
+    saved = hybrid.keyword
+    hybrid.keyword = module
+    try:
+        yield
+    finally:
+        hybrid.keyword = saved
+
+
+def _module_from(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location("keyword_compared", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None) -> None:
+    """``compare``: the path of another keyword.py (e.g. an older commit's, from ``git show``), measured
+    in the same run, query by query, beside this tree's."""
     from assistd.retrieval import HybridIndex, IndexedChunk
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
@@ -407,19 +438,23 @@ def bench_query(url: str | None, n_chunks: int, queries: int) -> None:
             async with db.read() as conn:
                 await index.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
             first = time.perf_counter() - t
-            times: dict[str, list[float]] = {"hybrid": [], "vector only": [], "keyword only": [],
-                                             "hybrid, natural question": [], "keyword only, natural question": []}
+            times: dict[str, list[float]] = {}
+            variants = {"": None, **({f" [{compare}]": _module_from(compare)} if compare else {})}
             for i in range(1, queries + 1):
                 for mode, text, vector in (("hybrid", keyword_like[i], qv[i].tolist()),
                                            ("vector only", None, qv[i].tolist()),
                                            ("keyword only", keyword_like[i], None),
                                            ("hybrid, natural question", natural[i], qv[i].tolist()),
                                            ("keyword only, natural question", natural[i], None)):
-                    t = time.perf_counter()
-                    async with db.read() as conn:
-                        hits = await index.search(conn, ["vs_big"], text, vector, max_num_results=20)
-                    times[mode].append(time.perf_counter() - t)
-                    assert hits
+                    for label, module in variants.items():  # interleaved: the machine's load hits both
+                        if module is not None and text is None:
+                            continue
+                        with _keyword_module(module):
+                            t = time.perf_counter()
+                            async with db.read() as conn:
+                                hits = await index.search(conn, ["vs_big"], text, vector, max_num_results=20)
+                            times.setdefault(mode + label, []).append(time.perf_counter() - t)
+                        assert hits
             # A file added to the store: the next query refreshes the matrix by that file alone.
             added = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(100), corpus.vectors(100), strict=True)]
             async with db.write() as conn:
@@ -489,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="query bench targets (default: a SQLite file and " + PG_DEFAULT + ")")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--compare-keyword", metavar="PATH", help="query bench: also time this keyword.py")
     parser.add_argument("--levels", default="10000,50000,100000", help="store sizes (chunks) of the scale bench")
     parser.add_argument("--timed-files", type=int, default=50, help="files of 20 chunks timed at each level")
     parser.add_argument("--rounds", type=int, default=8)
@@ -511,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_scale(url, [int(x) for x in args.levels.split(",")], 20, args.timed_files)
     if "query" in only:
         for url in args.database_url or ["sqlite", PG_DEFAULT]:
-            bench_query(url, args.chunks, args.queries)
+            bench_query(url, args.chunks, args.queries, args.compare_keyword)
     if "sqlite-vec" in only:
         bench_sqlite_vec()
     return 0
