@@ -86,8 +86,12 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     """Chunk ids matching any of ``words`` in the stores (and files passing ``file_filter``), best first."""
     d = _Dialect(dialect, words)
     scope = d.scope(vector_store_ids)
-    rare = [w for w in words  # a probe stops after COMMON + 1 matches
-            if len(await _matches(conn, d, d.word[w], None, scope, None, COMMON + 1)) <= COMMON]
+    held = {w: len(await _matches(conn, d, d.word[w], None, scope, None, COMMON + 1))  # stops at COMMON + 1
+            for w in words}
+    words = [w for w in words if held[w]]  # a word no chunk holds matches nothing and ranks nothing
+    if not words:
+        return []
+    rare = [w for w in words if held[w] <= COMMON]
     everything = d.any_of(words)
     if rare:
         match = everything if len(rare) == len(words) else d.any_of(rare)
