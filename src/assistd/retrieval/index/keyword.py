@@ -7,23 +7,28 @@ words.
 
 Large stores: ranking reads every matching row (bm25 ~1 µs, ts_rank_cd several µs per row), and a question
 as people type it ("how do I set the default value for the proxy timeout?") holds words that a third of a
-big store shares. So each word's document count in the stores is probed first, up to ``COMMON``: a word
-held by more chunks than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
+big store shares. So each word's chunks are counted first, up to ``COMMON``: a word held by more chunks
+than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
 
 - Some words are not common: the candidates are the chunks holding at least one of them (at most
   ``COMMON`` each, so ranking stays bounded), ranked by *all* the words: a common word still lifts the
   chunks holding it among those candidates. What is skipped is only chunks matching common words alone.
-- Every word is common: the chunks holding all of them are ranked (then, to fill half a candidate list,
-  those holding any), the first ``SAMPLE`` matches only: weak keyword evidence, which the vector ranking
-  outweighs.
+- Every word is common: the chunks holding two or more of them are ranked (then, to fill half a
+  candidate list, those holding any); two mid-frequency words rarely share many chunks, but two very
+  common ones can share a third of the store, so at most ``SAMPLE`` matches are ranked (the first ones
+  found): weak keyword evidence, which the vector ranking outweighs.
 
-A store of at most ``COMMON`` chunks is ranked exactly as the plain OR.
+Counting a word's chunks stops at ``COMMON + 1``; on SQLite it reads the FTS index alone (all stores of
+the database: a document frequency, not the stores' own), on PostgreSQL the stores' matching rows.
+
+A store of at most ``COMMON`` chunks (on SQLite: a database) is ranked exactly as the plain OR.
 """
 
 from __future__ import annotations
 
 import re
 from functools import reduce
+from itertools import combinations
 from typing import Any
 
 from sqlalchemy import String, and_, column, func, literal_column, select, table
@@ -33,8 +38,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 
 MAX_TERMS = 32
-COMMON = 1000  # a word held by more chunks of the searched stores than this is common (see above)
+COMMON = 1000  # a word held by more chunks than this is common (see above)
 SAMPLE = 2000  # matches ranked when every word is common
+MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset("""a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has have
@@ -86,8 +92,7 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     """Chunk ids matching any of ``words`` in the stores (and files passing ``file_filter``), best first."""
     d = _Dialect(dialect, words)
     scope = d.scope(vector_store_ids)
-    held = {w: len(await _matches(conn, d, d.word[w], None, scope, None, COMMON + 1))  # stops at COMMON + 1
-            for w in words}
+    held = {w: await _held(conn, d, w, scope) for w in words}
     words = [w for w in words if held[w]]  # a word no chunk holds matches nothing and ranks nothing
     if not words:
         return []
@@ -97,13 +102,24 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
         match = everything if len(rare) == len(words) else d.any_of(rare)
         return await _matches(conn, d, match, everything, scope, file_filter, limit)
     ids: list[int] = []
-    if len(words) > 1:
-        ids = await _matches(conn, d, d.all_of(words), everything, scope, file_filter, limit, sample=SAMPLE)
-    if len(ids) < limit // 2:  # then chunks holding some of the words
+    if 2 <= len(words) <= MAX_PAIR_TERMS:
+        pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
+            reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
+        ids = await _matches(conn, d, pairs, everything, scope, file_filter, limit, sample=SAMPLE)
+    if len(ids) < limit // 2:  # then chunks holding any of the words
         more = await _matches(conn, d, everything, everything, scope, file_filter, limit, sample=SAMPLE)
         seen = set(ids)
         ids += [i for i in more if i not in seen][:limit - len(ids)]
     return ids
+
+
+async def _held(conn: AsyncConnection, d: _Dialect, word: str, scope: Any) -> int:
+    """How many chunks hold ``word``, counted up to ``COMMON + 1``. On SQLite over the whole FTS index
+    (every store: a document frequency read from the index alone, ~0.1 ms); on PostgreSQL in the stores."""
+    if d.sqlite:
+        inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[word]))
+        return int(await conn.scalar(select(func.count()).select_from(inner.limit(COMMON + 1).subquery())) or 0)
+    return len(await _matches(conn, d, d.word[word], None, scope, None, COMMON + 1))
 
 
 async def _matches(conn: AsyncConnection, d: _Dialect, match: Any, rank_by: Any | None, scope: Any,
