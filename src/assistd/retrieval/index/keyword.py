@@ -105,7 +105,8 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     if 2 <= len(words) <= MAX_PAIR_TERMS:
         pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
             reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
-        ids = await _matches(conn, d, pairs, everything, scope, file_filter, limit, sample=SAMPLE)
+        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+        ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=SAMPLE)
     if len(ids) < limit // 2:  # then chunks holding any of the words
         more = await _matches(conn, d, everything, everything, scope, file_filter, limit, sample=SAMPLE)
         seen = set(ids)
