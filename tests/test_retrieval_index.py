@@ -400,6 +400,7 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
     assert set(found("alpha memo")) <= {t for t in texts if "alpha" in t and "memo" in t}
     assert set(found("alpha memo quetzal")) == set(found("alpha memo"))  # a word in no chunk changes nothing
     monkeypatch.setattr(keyword, "SAMPLE", 10)  # ranking a bounded sample: still matches of every word
-    assert len(found("alpha beta")) == 10 and all("alpha beta" in t for t in found("alpha beta"))
+    ranked = found("alpha beta")  # 10 chunks holding both first, then (short of a half list) 10 holding either
+    assert len(ranked) <= 20 and all("alpha beta" in t for t in ranked[:10])
     monkeypatch.undo()
     assert {q: found(q) for q in plain} == plain

@@ -38,7 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 
 MAX_TERMS = 32
-COMMON = 1000  # a word held by more chunks than this is common (see above)
+COMMON = 300  # a word held by more chunks than this is common (see above)
 SAMPLE = 2000  # matches ranked when every word is common
 MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -92,7 +92,7 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     """Chunk ids matching any of ``words`` in the stores (and files passing ``file_filter``), best first."""
     d = _Dialect(dialect, words)
     scope = d.scope(vector_store_ids)
-    held = {w: await _held(conn, d, w, scope) for w in words}
+    held = await _held(conn, d, words, scope)
     words = [w for w in words if held[w]]  # a word no chunk holds matches nothing and ranks nothing
     if not words:
         return []
@@ -114,13 +114,19 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     return ids
 
 
-async def _held(conn: AsyncConnection, d: _Dialect, word: str, scope: Any) -> int:
-    """How many chunks hold ``word``, counted up to ``COMMON + 1``. On SQLite over the whole FTS index
-    (every store: a document frequency read from the index alone, ~0.1 ms); on PostgreSQL in the stores."""
-    if d.sqlite:
-        inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[word]))
-        return int(await conn.scalar(select(func.count()).select_from(inner.limit(COMMON + 1).subquery())) or 0)
-    return len(await _matches(conn, d, d.word[word], None, scope, None, COMMON + 1))
+async def _held(conn: AsyncConnection, d: _Dialect, words: list[str], scope: Any) -> dict[str, int]:
+    """How many chunks hold each word, counted up to ``COMMON + 1``, in one statement. On SQLite over the
+    whole FTS index (every store: a document frequency read from the index alone); on PostgreSQL in the
+    stores."""
+    counts = []
+    for w in words:
+        if d.sqlite:
+            inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
+        else:
+            inner = select(retrieval_chunks.c.id).where(_tsv.op("@@")(d.word[w]), scope)
+        counts.append(select(func.count()).select_from(inner.limit(COMMON + 1).subquery()).scalar_subquery())
+    row = (await conn.execute(select(*counts))).one()
+    return {w: int(n or 0) for w, n in zip(words, row, strict=True)}
 
 
 async def _matches(conn: AsyncConnection, d: _Dialect, match: Any, rank_by: Any | None, scope: Any,
