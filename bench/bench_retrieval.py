@@ -81,6 +81,11 @@ def bench_embedders(rounds: int, threads: int) -> None:
     pieces = sum(len(MiniLM.windows(_tok(), t)) for t in texts)
     print(f"## embedders: {len(texts)} chunks of ~800 cl100k tokens ({pieces} windows of <=256 word pieces), "
           f"{threads} threads, {rounds} interleaved rounds")
+    try:
+        import torch  # noqa: F401  (only in the optional bench extra: make install-bench)
+    except ImportError:
+        print("  (skipped: PyTorch is not installed; `make install-bench` adds it for this comparison)")
+        return
     models = {"onnx (hand-built graph, default)": MiniLM("onnx", threads), "pytorch (transformers)":
               MiniLM("torch", threads)}
     ref = models["pytorch (transformers)"].embed(texts[:8])
@@ -534,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="ignored (scripts/bench passes it to every bench)")
     parser.add_argument("--connections", type=int, help="ignored")
     args = parser.parse_args(argv)
-    only = set(args.only or ["embedders", "ingest", "scale", "query", "sqlite-vec"])
+    only = set(args.only or ["embedders", "ingest", "query", "sqlite-vec"])  # scale: ~10 min, ask for it
     from assistd.retrieval.embedding.minilm import default_threads
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}")
