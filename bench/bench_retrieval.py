@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +81,11 @@ def bench_embedders(rounds: int, threads: int) -> None:
     pieces = sum(len(MiniLM.windows(_tok(), t)) for t in texts)
     print(f"## embedders: {len(texts)} chunks of ~800 cl100k tokens ({pieces} windows of <=256 word pieces), "
           f"{threads} threads, {rounds} interleaved rounds")
+    try:
+        import torch  # noqa: F401  (only in the optional bench extra: make install-bench)
+    except ImportError:
+        print("  (skipped: PyTorch is not installed; `make install-bench` adds it for this comparison)")
+        return
     models = {"onnx (hand-built graph, default)": MiniLM("onnx", threads), "pytorch (transformers)":
               MiniLM("torch", threads)}
     ref = models["pytorch (transformers)"].embed(texts[:8])
@@ -233,27 +242,181 @@ def bench_ingest(rounds: int, files: int, words: int) -> None:
           f"{ratio:.2f} |")
 
 
+# --------------------------------------------------------------------------- synthetic large stores
+
+# The head of an English-like vocabulary: the stop words a question is full of, then words common in
+# technical documentation. Drawn Zipf-wise ahead of 20k synthetic content words, so a question as people
+# type it ("how do I set the default timeout for w01234?") shares a few words with half the store.
+COMMON = """the of and to a in is that for it as with be on by this are or not from at which can an if will
+you use file set value default run server data time user system name type error list need make way work new
+version config option command line page code test support change number string function return example
+using used create get first also each one two may must should when all more other only see""".split()
+
+
+class Corpus:
+    """Synthetic chunks over one vocabulary: COMMON words first, then 20k ``w00000``-style content words,
+    Zipf-distributed (s = 1); random 384-d unit vectors stand in for embeddings (the index, not a model)."""
+
+    def __init__(self, seed: int = 5) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.content = [f"w{i:05d}" for i in range(20_000)]
+        self.vocab = COMMON + self.content
+        w = 1.0 / np.arange(1, len(self.vocab) + 1)
+        self.p = w / w.sum()
+
+    def texts(self, k: int, words: int = 100) -> list[str]:
+        draws = self.rng.choice(len(self.vocab), size=(k, words), p=self.p)
+        return [" ".join(self.vocab[j] for j in row) for row in draws]
+
+    def vectors(self, k: int) -> np.ndarray:
+        v = self.rng.standard_normal((k, 384), dtype=np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def keyword_query(self) -> str:
+        """4 content words from the middle of the frequency range (what the bench used to send only)."""
+        return " ".join(self.content[j] for j in self.rng.integers(50, 2000, size=4))
+
+    def natural_question(self) -> str:
+        """A question as typed: stop words, 2-3 common words and 1-2 content words."""
+        r = self.rng
+        common = [COMMON[j] for j in r.integers(33, len(COMMON), size=int(r.integers(2, 4)))]
+        content = [self.content[j] for j in r.integers(20, 3000, size=int(r.integers(1, 3)))]
+        opener = ["how do I", "why does the", "what is the", "can I", "where do I find the"][int(r.integers(0, 5))]
+        return f"{opener} {common[0]} {content[0]} {' '.join(common[1:])} for my {' '.join(content[1:]) or 'code'}?"
+
+
+# -------------------------------------------------------------------------------------- ingest scale
+
+
+def bench_scale(url: str | None, levels: list[int], per_file: int, timed: int) -> None:
+    """Ingestion cost as a store grows: the store is filled fast (index writes, file rows inserted in bulk)
+    up to each level, then ``timed`` files of ``per_file`` chunks go through what an ingestion job's write
+    transaction does (lock the store, index the chunks, the file ``completed``, the store's derived fields).
+    Embeddings are synthetic and precomputed, so this is the per-file cost outside the embedder."""
+    from sqlalchemy import insert
+
+    from assistd.retrieval import IndexedChunk
+    from assistd.services import vector_stores as stores
+    from assistd.store import objects
+    from assistd.store.db import Database
+    from assistd.store.migrate import migrate
+    from assistd.store.tables import vector_store_files
+
+    corpus = Corpus(7)
+    with tempfile.TemporaryDirectory() as tmp, database(url, Path(tmp)) as db_url:
+        backend = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
+
+        async def run() -> list[tuple[int, float]]:
+            db = Database(db_url, pool_size=4)
+            await migrate(db)
+            index = stores.process_index()
+            async with db.write() as conn:
+                store = await stores.create_store(conn, "proj_bench", name="scale")
+            sid = store["id"]
+            chunks, files, out = 0, 0, []
+
+            def file_obj(fid: str, status: str) -> dict:
+                return {"id": fid, "object": "vector_store.file", "usage_bytes": 0, "created_at": 0,
+                        "vector_store_id": sid, "status": status, "last_error": None,
+                        "chunking_strategy": stores.chunking_object(800, 400), "attributes": {}}
+
+            for level in levels:
+                while chunks < level - timed * per_file:  # fill: 50 files per transaction, no derived fields
+                    async with db.write() as conn:
+                        rows = []
+                        for _ in range(min(50, (level - timed * per_file - chunks) // per_file or 1)):
+                            fid = f"file-{files:06d}"
+                            batch = [IndexedChunk(t, v, 130) for t, v in
+                                     zip(corpus.texts(per_file), corpus.vectors(per_file), strict=True)]
+                            await index.add(conn, sid, fid, f"{fid}.txt", batch, {})
+                            rows.append({"id": fid, "vector_store_id": sid, "project_id": "proj_bench",
+                                         "created_at": 0, "status": "completed", "batch_id": None,
+                                         "data": objects.dumps(file_obj(fid, "completed"))})
+                            files += 1
+                            chunks += per_file
+                        await conn.execute(insert(vector_store_files), rows)
+                async with db.write() as conn:  # the timed files, attached together (as a batch would)
+                    store = await stores.lock_store(conn, None, sid)
+                    specs = [stores.FileSpec({"id": f"file-{files + i:06d}"}, 800, 400, {}) for i in range(timed)]
+                    await stores.add_files(conn, "proj_bench", store, specs)
+                    await stores.refresh(conn, store, moved=None)  # recount: the fill bypassed the counts
+                if backend == "PostgreSQL":  # what autovacuum does after a bulk load, done before timing
+                    async with db.engine.connect() as conn:
+                        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        await auto.exec_driver_sql("VACUUM ANALYZE")
+                prepared = [[IndexedChunk(t, v, 130) for t, v in
+                             zip(corpus.texts(per_file), corpus.vectors(per_file), strict=True)] for _ in range(timed)]
+                t = time.perf_counter()
+                for batch in prepared:  # ingestion.IngestFile's write transaction, one file at a time
+                    fid = f"file-{files:06d}"
+                    async with db.write() as conn:
+                        store = await stores.lock_store(conn, None, sid)
+                        await index.add(conn, sid, fid, f"{fid}.txt", batch, {})
+                        obj = {**file_obj(fid, "completed"), "usage_bytes": sum(len(c.text) + 1536 for c in batch)}
+                        await conn.execute(vector_store_files.update()
+                                           .where(vector_store_files.c.vector_store_id == sid,
+                                                  vector_store_files.c.id == fid)
+                                           .values(status="completed", data=objects.dumps(obj)))
+                        await _refresh_after_ingest(stores, conn, store)
+                        await stores.refresh_batch(conn, None)
+                    files += 1
+                    chunks += per_file
+                rate = timed * per_file / (time.perf_counter() - t)
+                print(f"  {backend} at {chunks:,} chunks ({files:,} files): {rate:7.1f} chunks/s", flush=True)
+                out.append((chunks, rate))
+            async with db.read() as conn:
+                final = await stores.get_store(conn, "proj_bench", sid)
+                exact = await index.usage_bytes(conn, sid)
+            assert final["file_counts"]["completed"] == files and final["usage_bytes"] == exact, final
+            await db.close()
+            return out
+
+        rates = asyncio.run(run())
+        print("\n| backend | " + " | ".join(f"{c:,} chunks" for c, _ in rates) + " |\n|---|"
+              + "---|" * len(rates) + f"\n| {backend} | " + " | ".join(f"{r:.0f} chunks/s" for _, r in rates)
+              + " |", flush=True)
+
+
+async def _refresh_after_ingest(stores, conn, store) -> None:  # type: ignore[no-untyped-def]
+    """What ingestion.py calls after a file completes (the file moved from in_progress to completed)."""
+    await stores.refresh(conn, store, moved={"in_progress": -1, "completed": 1})
+
+
 # --------------------------------------------------------------------------------------------- query
 
 
-def bench_query(url: str | None, n_chunks: int, queries: int) -> None:
+@contextlib.contextmanager
+def _keyword_module(module: Any) -> Iterator[None]:
+    """The hybrid index ranking keywords with ``module`` (another version of keyword.py) meanwhile."""
+    from assistd.retrieval.index import hybrid
+
+    if module is None:
+        yield
+        return
+    saved = hybrid.keyword
+    hybrid.keyword = module
+    try:
+        yield
+    finally:
+        hybrid.keyword = saved
+
+
+def _module_from(path: str) -> Any:
+    spec = importlib.util.spec_from_file_location("keyword_compared", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None) -> None:
+    """``compare``: the path of another keyword.py (e.g. an older commit's, from ``git show``), measured
+    in the same run, query by query, beside this tree's."""
     from assistd.retrieval import HybridIndex, IndexedChunk
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
 
-    rng = np.random.default_rng(5)
-    vocab = [f"w{i:05d}" for i in range(20_000)]
-    weights = 1.0 / np.arange(1, len(vocab) + 1)
-    weights /= weights.sum()
-
-    def texts(k: int) -> list[str]:
-        draws = rng.choice(len(vocab), size=(k, 100), p=weights)
-        return [" ".join(vocab[j] for j in row) for row in draws]
-
-    def vectors(k: int) -> np.ndarray:
-        v = rng.standard_normal((k, 384), dtype=np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
+    corpus = Corpus(5)
     with tempfile.TemporaryDirectory() as tmp, database(url, Path(tmp)) as db_url:
         backend = "PostgreSQL" if db_url.startswith("postgres") else "SQLite"
 
@@ -265,7 +428,7 @@ def bench_query(url: str | None, n_chunks: int, queries: int) -> None:
             per_file = 1000
             for f in range(0, n_chunks, per_file):
                 k = min(per_file, n_chunks - f)
-                batch = [IndexedChunk(tx, v, 130) for tx, v in zip(texts(k), vectors(k), strict=True)]
+                batch = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(k), corpus.vectors(k), strict=True)]
                 async with db.write() as conn:
                     await index.add(conn, "vs_big", f"file_{f // per_file}", f"f{f}.txt", batch,
                                     {"part": f // per_file % 10})
@@ -273,43 +436,51 @@ def bench_query(url: str | None, n_chunks: int, queries: int) -> None:
             if backend == "PostgreSQL":  # what autovacuum would have done by now: planner statistics
                 async with db.engine.connect() as conn:
                     await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql("ANALYZE")
-            qv = vectors(queries + 1)
-            # Query words from the middle of the frequency range, like a question's content words.
-            qt = [" ".join(vocab[j] for j in rng.integers(50, 2000, size=4)) for _ in range(queries + 1)]
+            qv = corpus.vectors(queries + 1)
+            keyword_like = [corpus.keyword_query() for _ in range(queries + 1)]
+            natural = [corpus.natural_question() for _ in range(queries + 1)]
             t = time.perf_counter()
             async with db.read() as conn:
-                await index.search(conn, ["vs_big"], qt[0], qv[0].tolist(), max_num_results=20)
+                await index.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
             first = time.perf_counter() - t
-            times: dict[str, list[float]] = {"hybrid": [], "vector only": [], "keyword only": []}
+            times: dict[str, list[float]] = {}
+            variants = {"": None, **({f" [{compare}]": _module_from(compare)} if compare else {})}
             for i in range(1, queries + 1):
-                for mode, text, vector in (("hybrid", qt[i], qv[i].tolist()), ("vector only", None, qv[i].tolist()),
-                                           ("keyword only", qt[i], None)):
-                    t = time.perf_counter()
-                    async with db.read() as conn:
-                        hits = await index.search(conn, ["vs_big"], text, vector, max_num_results=20)
-                    times[mode].append(time.perf_counter() - t)
-                    assert hits
+                for mode, text, vector in (("hybrid", keyword_like[i], qv[i].tolist()),
+                                           ("vector only", None, qv[i].tolist()),
+                                           ("keyword only", keyword_like[i], None),
+                                           ("hybrid, natural question", natural[i], qv[i].tolist()),
+                                           ("keyword only, natural question", natural[i], None)):
+                    for label, module in variants.items():  # interleaved: the machine's load hits both
+                        if module is not None and text is None:
+                            continue
+                        with _keyword_module(module):
+                            t = time.perf_counter()
+                            async with db.read() as conn:
+                                hits = await index.search(conn, ["vs_big"], text, vector, max_num_results=20)
+                            times.setdefault(mode + label, []).append(time.perf_counter() - t)
+                        assert hits
             # A file added to the store: the next query refreshes the matrix by that file alone.
-            added = [IndexedChunk(tx, v, 130) for tx, v in zip(texts(100), vectors(100), strict=True)]
+            added = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(100), corpus.vectors(100), strict=True)]
             async with db.write() as conn:
                 await index.add(conn, "vs_big", "file_added", "added.txt", added, {"part": 0})
             t = time.perf_counter()
             async with db.read() as conn:
-                await index.search(conn, ["vs_big"], qt[0], qv[0].tolist(), max_num_results=20)
+                await index.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
             after_write = time.perf_counter() - t
             await db.close()
             return load_s, first, after_write, times
 
         load_s, first, after_write, by_mode = asyncio.run(run())
-        for mode, ts in by_mode.items():
-            print(f"  {mode:<13} p50 {statistics.median(ts) * 1e3:6.1f} ms")
-        times = sorted(by_mode["hybrid"])
-        p50, p90 = statistics.median(times) * 1e3, times[int(0.9 * len(times))] * 1e3
         print(f"\n## query: {backend}, {n_chunks:,} chunks (synthetic 384-d embeddings, 100-word Zipf texts), "
-              f"{queries} hybrid queries, max_num_results=20\n  indexed in {load_s:.1f} s; first query "
-              f"(loads the vectors) {first * 1e3:.0f} ms; first query after adding a 100-chunk file "
-              f"{after_write * 1e3:.0f} ms\n\n| backend | chunks | p50 | p90 |\n|---|---|---|---|\n"
-              f"| {backend} | {n_chunks:,} | {p50:.1f} ms | {p90:.1f} ms |", flush=True)
+              f"{queries} queries of each kind, max_num_results=20; e.g. {corpus.natural_question()!r}\n"
+              f"  indexed in {load_s:.1f} s; first query (loads the vectors) {first * 1e3:.0f} ms; first query "
+              f"after adding a 100-chunk file {after_write * 1e3:.0f} ms\n\n| backend | query | p50 | p90 |\n"
+              "|---|---|---|---|")
+        for mode, ts in by_mode.items():
+            ts = sorted(ts)
+            print(f"| {backend} | {mode} | {statistics.median(ts) * 1e3:.1f} ms | "
+                  f"{ts[int(0.9 * len(ts))] * 1e3:.1f} ms |", flush=True)
 
 
 # ------------------------------------------------------------------------------------- sqlite-vec
@@ -353,11 +524,14 @@ def bench_sqlite_vec(n: int = 100_000, d: int = 384, queries: int = 20) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_retrieval", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["embedders", "ingest", "query", "sqlite-vec"], action="append")
+    parser.add_argument("--only", choices=["embedders", "ingest", "scale", "query", "sqlite-vec"], action="append")
     parser.add_argument("--database-url", action="append",
                         help="query bench targets (default: a SQLite file and " + PG_DEFAULT + ")")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--compare-keyword", metavar="PATH", help="query bench: also time this keyword.py")
+    parser.add_argument("--levels", default="10000,50000,100000", help="store sizes (chunks) of the scale bench")
+    parser.add_argument("--timed-files", type=int, default=50, help="files of 20 chunks timed at each level")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--files", type=int, default=6)
     parser.add_argument("--words", type=int, default=2500, help="words per file in the ingest bench")
@@ -365,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="ignored (scripts/bench passes it to every bench)")
     parser.add_argument("--connections", type=int, help="ignored")
     args = parser.parse_args(argv)
-    only = set(args.only or ["embedders", "ingest", "query", "sqlite-vec"])
+    only = set(args.only or ["embedders", "ingest", "query", "sqlite-vec"])  # scale: ~10 min, ask for it
     from assistd.retrieval.embedding.minilm import default_threads
 
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}")
@@ -373,9 +547,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_embedders(args.rounds, args.threads or default_threads())
     if "ingest" in only:
         bench_ingest(args.rounds, args.files, args.words)
+    if "scale" in only:
+        for url in args.database_url or ["sqlite", PG_DEFAULT]:
+            bench_scale(url, [int(x) for x in args.levels.split(",")], 20, args.timed_files)
     if "query" in only:
         for url in args.database_url or ["sqlite", PG_DEFAULT]:
-            bench_query(url, args.chunks, args.queries)
+            bench_query(url, args.chunks, args.queries, args.compare_keyword)
     if "sqlite-vec" in only:
         bench_sqlite_vec()
     return 0

@@ -12,9 +12,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import func, select
 
 from assistd.devupstream.server import embed as hashed_embed
 from assistd.retrieval import FilterError, HybridIndex, IndexedChunk
+from assistd.retrieval.tables import retrieval_chunks
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
 
@@ -180,6 +182,14 @@ def test_stores_are_separate_and_searchable_together(backend: Backend) -> None:
     assert {h.vector_store_id for h in both} == {one, two}
 
 
+def usage_is_exact(backend: Backend, vs: str) -> bool:
+    """The store's usage kept by the writes equals the sum over its chunks (what it used to be computed as)."""
+    c = retrieval_chunks.c
+    exact = backend.write(lambda conn: conn.scalar(select(func.sum(func.length(c.text) + func.length(c.embedding)))
+                                                   .where(c.vector_store_id == vs)))
+    return backend.write(lambda conn: backend.index.usage_bytes(conn, vs)) == int(exact or 0)
+
+
 def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> None:
     vs = load(backend)
     other = HybridIndex()  # another process's index: its own vector cache
@@ -193,9 +203,10 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     hits = [h for h in backend.search([vs], "volcano eruption lava basalt", max_num_results=50)
             if h.file_id == "file_new"]
     assert [h.text for h in hits] == ["Lava cooled into basalt."]
+    assert usage_is_exact(backend, vs)
     assert backend.write(lambda c: backend.index.delete_file(c, vs, "file_new")) == 1
     assert all(h.file_id != "file_new" for h in backend.search([vs], "volcano lava basalt", max_num_results=50))
-    assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
+    assert usage_is_exact(backend, vs) and backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
     backend.write(lambda c: backend.index.delete_store(c, vs))
     assert backend.search([vs], "bakery revenue zebrafish") == []
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
@@ -366,18 +377,30 @@ def test_needle_in_fifty_pages(backend: Backend, needle_corpus: tuple[list[Index
         assert any(NEEDLE in h.text for h in top3), (text, vector is not None, [h.text[:60] for h in top3])
 
 
-def test_keyword_candidates_from_large_stores_match_the_plain_or(backend: Backend,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The narrow first pass (two words, or a rare word) must find what the plain OR ranks first."""
+def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keyword.py: a word held by more than COMMON chunks of the stores is common. With a rarer word in the
+    query only chunks holding a rarer one are candidates, ranked by all the words; with common words only,
+    the chunks holding all of them. A store of at most COMMON chunks ranks as the plain OR."""
     from assistd.retrieval.index import keyword
 
     vs = store_id()
     texts = ([f"alpha beta report number {i}" for i in range(70)] + [f"alpha memo number {i}" for i in range(70)]
-             + ["zanzibar harbour notes", "zanzibar alpha beta summary"])
+             + ["zanzibar harbour notes", "zanzibar alpha beta summary", "harbour memo"])
     backend.write(lambda c: backend.index.add(c, vs, "file_big", "big.txt", chunks(*texts), {}))
-    for query in ("zanzibar alpha beta", "alpha beta", "alpha memo", "zanzibar harbour", "beta memo zanzibar"):
-        tiered = [h.text for h in backend.search([vs], query, vector=False, max_num_results=50)]
-        monkeypatch.setattr(keyword, "MAX_PAIR_TERMS", 1)  # plain OR only
-        plain = [h.text for h in backend.search([vs], query, vector=False, max_num_results=50)]
-        monkeypatch.undo()
-        assert tiered == plain, query
+
+    def found(query: str) -> list[str]:
+        return [h.text for h in backend.search([vs], query, vector=False, max_num_results=50)]
+
+    plain = {q: found(q) for q in ("zanzibar alpha beta", "alpha memo", "harbour memo")}
+    monkeypatch.setattr(keyword, "COMMON", 60)  # alpha (142 chunks), beta (71), memo (71) become common
+    assert set(found("zanzibar alpha beta")) == {"zanzibar alpha beta summary", "zanzibar harbour notes"}
+    assert set(found("harbour memo")) == {"harbour memo", "zanzibar harbour notes"}
+    if backend.db.is_sqlite:  # bm25 (ts_rank_cd's cover density ranks short OR matches its own way)
+        assert found("harbour memo")[0] == "harbour memo"
+    assert set(found("alpha memo")) <= {t for t in texts if "alpha" in t and "memo" in t}
+    assert set(found("alpha memo quetzal")) == set(found("alpha memo"))  # a word in no chunk changes nothing
+    monkeypatch.setattr(keyword, "SAMPLE", 10)  # ranking a bounded sample: still matches of every word
+    ranked = found("alpha beta")  # 10 chunks holding both first, then (short of a half list) 10 holding either
+    assert len(ranked) <= 20 and all("alpha beta" in t for t in ranked[:10])
+    monkeypatch.undo()
+    assert {q: found(q) for q in plain} == plain

@@ -2,7 +2,7 @@
 
 - ``retrieval_stores``: one row per indexed vector store; ``version`` is bumped in the same transaction as
   every write that changes the store's vectors, so any process can tell whether its in-memory vector
-  matrix for that store is current with one indexed read.
+  matrix for that store is current with one indexed read; ``usage_bytes`` moves by the same writes.
 - ``retrieval_files``: one row per (store, file): its name, ``attributes`` (filters run on these) and the
   ``generation`` of its current chunks.
 - ``retrieval_chunks``: chunk text, token count and the embedding as float32 little-endian bytes
@@ -23,6 +23,8 @@ retrieval_stores = Table(
     metadata,
     Column("vector_store_id", String(64), primary_key=True),
     Column("version", BigInteger, nullable=False),
+    # Sum of its files' ``usage_bytes``, kept by every write (migration 0006): a store's usage is one read.
+    Column("usage_bytes", BigInteger, nullable=False, server_default="0"),
 )
 
 retrieval_files = Table(
@@ -35,6 +37,8 @@ retrieval_files = Table(
     # Random, new on every indexing of the file (0: indexed before migration 0005, unknown): what tells a
     # process's cached vectors which files changed since it loaded them.
     Column("generation", BigInteger, nullable=False, server_default="0"),
+    # Bytes its chunks hold (text characters + vector bytes), counted when indexed (migration 0006).
+    Column("usage_bytes", BigInteger, nullable=False, server_default="0"),
 )
 
 retrieval_chunks = Table(

@@ -120,8 +120,9 @@ class IngestFile:
                                .where(vector_store_files.c.vector_store_id == store_id,
                                       vector_store_files.c.id == file_id)
                                .values(status=obj["status"], data=objects.dumps(obj)))
-            await stores.refresh(conn, store)
-            await stores.refresh_batch(conn, batch_id)
+            moved = {"in_progress": -1, obj["status"]: 1}
+            await stores.refresh(conn, store, moved=moved)
+            await stores.refresh_batch(conn, batch_id, moved=moved)
 
     async def _current(self, conn: AsyncConnection, job: Job, store_id: str, file_id: str, seq: int
                        ) -> tuple[dict[str, Any] | None, str | None]:

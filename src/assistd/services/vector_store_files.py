@@ -1,7 +1,8 @@
 """Vector store files and file batches: attach, list, read, update attributes, detach, cancel.
 
 Every write locks the store row first (see vector_stores' locking order) and ends with
-``vector_stores.refresh`` (and ``refresh_batch``), so counts and status never lag a file's status.
+``vector_stores.refresh`` (and ``refresh_batch``), saying which statuses its files left or entered, so
+counts and status never lag a file's status.
 Deleting a File (``DELETE /v1/files/{id}``, or its expiry) detaches it from every store it is in, through
 the files service's ``ON_DELETE`` hook registered below.
 """
@@ -90,15 +91,16 @@ async def delete_file(conn: AsyncConnection, project_id: str, store_id: str, fil
     if store is None:
         raise NotFound("vector store", store_id)
     row = await _require_row(conn, project_id, store_id, file_id)
-    await _detach(conn, store, file_id, row.batch_id)
+    await _detach(conn, store, file_id, row.batch_id, row.status)
     return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
 
-async def _detach(conn: AsyncConnection, store: dict[str, Any], file_id: str, batch_id: str | None) -> None:
+async def _detach(conn: AsyncConnection, store: dict[str, Any], file_id: str, batch_id: str | None,
+                  status: str) -> None:
     await conn.execute(vector_store_files.delete().where(c.vector_store_id == store["id"], c.id == file_id))
     await stores.process_index().delete_file(conn, store["id"], file_id)
-    await stores.refresh(conn, store)
-    await stores.refresh_batch(conn, batch_id)
+    await stores.refresh(conn, store, moved={status: -1})
+    await stores.refresh_batch(conn, batch_id, moved={status: -1})
 
 
 async def file_content(conn: AsyncConnection, project_id: str, store_id: str, file_id: str) -> dict[str, Any]:
@@ -114,12 +116,12 @@ async def file_content(conn: AsyncConnection, project_id: str, store_id: str, fi
 
 async def on_file_deleted(conn: AsyncConnection, project_id: str, file_id: str) -> None:
     """``files.ON_DELETE`` hook: detach a deleted File from every store of its project."""
-    rows = (await conn.execute(select(c.vector_store_id, c.batch_id).where(
+    rows = (await conn.execute(select(c.vector_store_id, c.batch_id, c.status).where(
         c.id == file_id, c.project_id == project_id))).all()
-    for store_id, batch_id in sorted(rows):
+    for store_id, batch_id, status in sorted(rows, key=lambda r: r[0]):
         store = await stores.lock_store(conn, project_id, store_id)
         if store is not None:
-            await _detach(conn, store, file_id, batch_id)
+            await _detach(conn, store, file_id, batch_id, status)
 
 
 if on_file_deleted not in file_service.ON_DELETE:
@@ -151,7 +153,7 @@ async def create_batch(conn: AsyncConnection, project_id: str, store_id: str, re
                                              "total": 0}}
     await objects.insert_object(conn, file_batches, batch, project_id=project_id, vector_store_id=store_id)
     await stores.add_files(conn, project_id, store, specs, batch_id=batch["id"])
-    await stores.refresh(conn, store)
+    await stores.refresh(conn, store, moved={})
     return await stores.refresh_batch(conn, batch["id"]) or batch
 
 
@@ -189,11 +191,12 @@ async def cancel_batch(conn: AsyncConnection, project_id: str, store_id: str, ba
         return batch
     rows = await conn.execute(select(c.data).where(c.batch_id == batch_id, c.vector_store_id == store_id,
                                                    c.status == "in_progress"))
-    for (raw,) in rows.all():
+    cancelled = rows.all()
+    for (raw,) in cancelled:
         obj = orjson.loads(raw)
         obj["status"] = "cancelled"
         await save_file(conn, obj)
     batch["status"] = "cancelled"
     await objects.save_object(conn, file_batches, batch)
-    await stores.refresh(conn, store)
+    await stores.refresh(conn, store, moved={"in_progress": -len(cancelled), "cancelled": len(cancelled)})
     return await stores.refresh_batch(conn, batch_id) or batch

@@ -1,8 +1,12 @@
 """Vector stores: the store rows, their derived fields, and adding files (which queues their ingestion).
 
-Derived fields stay true at all times: ``file_counts``, ``status`` and ``usage_bytes`` are recomputed by
-``refresh`` in the same transaction as every change of a file's status (attach, ingestion result,
-cancel, delete). ``expires_at`` = ``last_active_at`` + ``expires_after.days``; a store past it reads as
+Derived fields stay true at all times: ``file_counts``, ``status`` and ``usage_bytes`` are brought up to
+date by ``refresh`` in the same transaction as every change of a file's status (attach, ingestion result,
+cancel, delete). Each costs O(1) per change, so a store's ingestion stays as fast at 100k chunks as at 1k:
+the writer says how many files entered or left each status (``moved``) and the stored counts move by that
+(a recount of the store's files, O(files), when it does not say); ``usage_bytes`` is kept by the index's
+own writes (``HybridIndex.usage_bytes`` reads one row).
+``expires_at`` = ``last_active_at`` + ``expires_after.days``; a store past it reads as
 ``status: "expired"`` (computed when read, since time alone makes it so) and refuses search.
 
 Locking order, for PostgreSQL: the ``vector_stores`` row (``lock_store``) first, then its files' rows, the
@@ -26,6 +30,9 @@ Public API for other services (no web imports; ``conn`` is the caller's write tr
     require_stores(conn, project_id, ids, param=None) -> list[dict]   404 naming ``param`` for a missing one
     touch(conn, ids) -> None          ``last_active_at`` = now (pushes ``expires_at``); expired stores stay
     is_expired(store) -> bool
+    refresh(conn, store, moved=None) -> dict
+        After changing files' statuses in ``store`` (locked): ``moved`` = {status: +n entered / -n left};
+        ``None`` recounts. refresh_batch(conn, batch_id, moved=None) likewise for a batch.
     After committing a transaction that attached files, call ``assistd.runner.jobs.notify()`` so this
     process's job runner starts at once (otherwise a runner finds the job within its poll interval).
     Searching: ``assistd.services.vector_search.search`` (raises ``VectorStoreExpired``).
@@ -36,7 +43,7 @@ static 800/400 that responses show.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,9 +184,21 @@ async def count_files(conn: AsyncConnection, *where: Any) -> dict[str, int]:
     return {**counts, "total": sum(counts.values())}
 
 
-async def refresh(conn: AsyncConnection, store: dict[str, Any]) -> dict[str, Any]:
-    """Recompute counts, status and usage of a locked store, and save it."""
-    counts = await count_files(conn, vector_store_files.c.vector_store_id == store["id"])
+def _move(counts: dict[str, int], moved: Mapping[str, int]) -> dict[str, int]:
+    out = {**dict.fromkeys(STATUSES, 0), **counts}
+    for status, n in moved.items():
+        out[status] += n
+    return {**{status: out[status] for status in STATUSES}, "total": sum(out[status] for status in STATUSES)}
+
+
+async def refresh(conn: AsyncConnection, store: dict[str, Any], moved: Mapping[str, int] | None = None
+                  ) -> dict[str, Any]:
+    """Bring a locked store's counts, status and usage up to date, and save it. ``moved``: how many of its
+    files entered (+n) or left (-n) each status since it was last saved (an empty dict when the counts are
+    already current: ``add_files`` moves them itself); ``None`` recounts the store's files."""
+    counts = None if moved is None else _move(store["file_counts"], moved)
+    if counts is None or min(counts.values()) < 0:  # (a negative count would be a bug: recount, heal)
+        counts = await count_files(conn, vector_store_files.c.vector_store_id == store["id"])
     store["file_counts"] = counts
     store["status"] = "in_progress" if counts["in_progress"] else "completed"
     store["usage_bytes"] = await process_index().usage_bytes(conn, store["id"])
@@ -187,14 +206,17 @@ async def refresh(conn: AsyncConnection, store: dict[str, Any]) -> dict[str, Any
     return store
 
 
-async def refresh_batch(conn: AsyncConnection, batch_id: str | None) -> dict[str, Any] | None:
-    """Recompute a batch's counts and status (``cancelled`` sticks once set)."""
+async def refresh_batch(conn: AsyncConnection, batch_id: str | None, moved: Mapping[str, int] | None = None
+                        ) -> dict[str, Any] | None:
+    """Recompute a batch's counts (moved as ``refresh``'s, or recounted) and status (``cancelled`` sticks)."""
     if batch_id is None:
         return None
     batch = await objects.get_for_update(conn, file_batches, batch_id)
     if batch is None:
         return None
-    counts = await count_files(conn, vector_store_files.c.batch_id == batch_id)
+    counts = None if moved is None else _move(batch["file_counts"], moved)
+    if counts is None or min(counts.values()) < 0:
+        counts = await count_files(conn, vector_store_files.c.batch_id == batch_id)
     batch["file_counts"] = counts
     if batch["status"] != "cancelled":
         if counts["in_progress"]:
@@ -239,7 +261,7 @@ async def create_store(
     await objects.insert_object(conn, vector_stores, store, project_id=project_id, expires_at=store["expires_at"])
     if found:
         await add_files(conn, project_id, store, [FileSpec(f, max_tokens, overlap, {}) for f in found])
-        await refresh(conn, store)
+        await refresh(conn, store, moved={})
     return view(store)
 
 
@@ -293,7 +315,7 @@ async def attach_files(
         kept = {row.id: orjson.loads(row.data) for row in rows}
     added = {o["id"]: o for o in await add_files(conn, project_id, store,
                                                  [s for s in specs if s.file["id"] not in kept])}
-    await refresh(conn, store)
+    await refresh(conn, store, moved={})
     return [kept.get(f["id"]) or added[f["id"]] for f in found]
 
 
@@ -302,12 +324,13 @@ async def add_files(conn: AsyncConnection, project_id: str, store: dict[str, Any
     """Insert the vector store files (``in_progress``) and one ingestion job each, in the caller's
     transaction; ``store`` must be locked. A file already in the store is replaced: its earlier chunks go
     now, and its earlier job (if still queued) finds its row gone (the ``seq`` it was given) and stops.
-    The caller refreshes the store's derived fields (and the batch's)."""
+    ``store["file_counts"]`` is moved here; the caller then saves the store with ``refresh(conn, store,
+    moved={})`` (and refreshes the new batch)."""
     c = vector_store_files.c
     unique = list({spec.file["id"]: spec for spec in specs}.values())  # a file listed twice is added once
     wanted = [spec.file["id"] for spec in unique]
-    old = (await conn.execute(select(c.id, c.batch_id).where(c.vector_store_id == store["id"],
-                                                             c.id.in_(wanted)))).all()
+    old = (await conn.execute(select(c.id, c.batch_id, c.status).where(c.vector_store_id == store["id"],
+                                                                       c.id.in_(wanted)))).all()
     if old:
         await conn.execute(delete(vector_store_files).where(c.vector_store_id == store["id"],
                                                             c.id.in_([r.id for r in old])))
@@ -318,6 +341,10 @@ async def add_files(conn: AsyncConnection, project_id: str, store: dict[str, Any
              "vector_store_id": store["id"], "status": "in_progress", "last_error": None,
              "chunking_strategy": chunking_object(spec.max_tokens, spec.overlap), "attributes": spec.attributes}
             for spec in unique]
+    moved: dict[str, int] = {"in_progress": len(objs)}
+    for row in old:
+        moved[row.status] = moved.get(row.status, 0) - 1
+    store["file_counts"] = _move(store["file_counts"], moved)
     if not objs:
         return []
     rows = await conn.execute(

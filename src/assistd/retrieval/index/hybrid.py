@@ -62,11 +62,13 @@ class HybridIndex:
         blobs = [to_blob(ch.embedding) for ch in chunks]
         if len({len(b) for b in blobs}) > 1:
             raise ValueError("all embeddings of a file must have the same dimensions")
+        usage = sum(len(ch.text) + len(blob) for ch, blob in zip(chunks, blobs, strict=True))
+        previous = await self._file_usage(conn, vector_store_id, file_id)
         await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
                                                    "file_name": file_name, "attributes": attributes or {},
-                                                   "generation": secrets.randbits(62) + 1},
-                           ["vector_store_id", "file_id"], ["file_name", "attributes", "generation"])
+                                                   "generation": secrets.randbits(62) + 1, "usage_bytes": usage},
+                           ["vector_store_id", "file_id"], ["file_name", "attributes", "generation", "usage_bytes"])
         rows = [{"vector_store_id": vector_store_id, "file_id": file_id, "chunk_index": i, "text": ch.text,
                  "tokens": int(ch.tokens), "embedding": blob}
                 for i, (ch, blob) in enumerate(zip(chunks, blobs, strict=True))]
@@ -79,15 +81,16 @@ class HybridIndex:
                 "CAST(:ev AS vector))").bindparams(bindparam("embedding", type_=LargeBinary)), rows)
         elif rows:
             await conn.execute(insert(retrieval_chunks), rows)
-        await self._bump(conn, vector_store_id)
+        await self._bump(conn, vector_store_id, usage - (previous or 0))
         return len(rows)
 
     async def delete_file(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
         """Remove a file from a store's index; returns the number of chunks removed."""
+        previous = await self._file_usage(conn, vector_store_id, file_id)
         removed = await self._delete_chunks(conn, vector_store_id, file_id)
         await conn.execute(delete(retrieval_files).where(retrieval_files.c.vector_store_id == vector_store_id,
                                                          retrieval_files.c.file_id == file_id))
-        await self._bump(conn, vector_store_id)
+        await self._bump(conn, vector_store_id, -(previous or 0))
         return removed
 
     async def delete_store(self, conn: AsyncConnection, vector_store_id: str) -> None:
@@ -104,11 +107,16 @@ class HybridIndex:
         return bool(result.rowcount)
 
     async def usage_bytes(self, conn: AsyncConnection, vector_store_id: str) -> int:
-        """Bytes the store's index holds (chunk text + vectors), for ``vector_store.usage_bytes``."""
-        c = retrieval_chunks.c
-        total = await conn.scalar(select(func.coalesce(func.sum(func.length(c.text) + func.length(c.embedding)), 0))
-                                  .where(c.vector_store_id == vector_store_id))
+        """Bytes the store's index holds (chunk text characters + vector bytes), for ``vector_store.usage_bytes``:
+        kept by every write, so this is one row read however large the store."""
+        total = await conn.scalar(select(retrieval_stores.c.usage_bytes)
+                                  .where(retrieval_stores.c.vector_store_id == vector_store_id))
         return int(total or 0)
+
+    async def _file_usage(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int | None:
+        f = retrieval_files.c
+        return await conn.scalar(select(f.usage_bytes).where(f.vector_store_id == vector_store_id,
+                                                             f.file_id == file_id))
 
     async def _delete_chunks(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
         c = retrieval_chunks.c
@@ -116,19 +124,22 @@ class HybridIndex:
                                                                    c.file_id == file_id))
         return int(result.rowcount or 0)
 
-    async def _bump(self, conn: AsyncConnection, vector_store_id: str) -> None:
+    async def _bump(self, conn: AsyncConnection, vector_store_id: str, usage_delta: int) -> None:
         # A new row starts at a random version, so a store deleted and indexed again under the same id
         # can never match a matrix another process cached for its earlier life.
         first = secrets.randbits(62)
-        await self._upsert(conn, retrieval_stores, {"vector_store_id": vector_store_id, "version": first},
-                           ["vector_store_id"], [], bump=True)
+        await self._upsert(conn, retrieval_stores, {"vector_store_id": vector_store_id, "version": first,
+                                                    "usage_bytes": max(usage_delta, 0)},
+                           ["vector_store_id"], [], bump=usage_delta)
 
     async def _upsert(self, conn: AsyncConnection, table: Any, values: dict[str, Any], keys: list[str],
-                      replace: list[str], *, bump: bool = False) -> None:
+                      replace: list[str], *, bump: int | None = None) -> None:
+        """Insert or update; ``bump``: on update, the version + 1 and ``usage_bytes`` + ``bump``."""
         stmt = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table).values(**values)
         changes = {col: stmt.excluded[col] for col in replace}
-        if bump:
+        if bump is not None:
             changes["version"] = table.c.version + 1
+            changes["usage_bytes"] = table.c.usage_bytes + bump
         await conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=changes))
 
     async def _has_pgvector(self, conn: AsyncConnection) -> bool:

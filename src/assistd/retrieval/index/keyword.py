@@ -5,15 +5,23 @@ every word in the passage that answers it, so requiring all of them (FTS5's and 
 default AND) would miss most answers; ranking then favours chunks matching more (and, with bm25, rarer)
 words.
 
-Large stores: ranking reads every matching row, and an OR of common words can match a tenth of a big store
-(~12 ms on SQLite, ~50 ms on PostgreSQL at 100k chunks). So candidates come first from a narrower match,
-ranked by the same function: chunks holding two or more of the words — and, on SQLite, whose bm25 weighs
-rare words up, chunks holding any word that at most ``limit`` chunks of the stores hold (ts_rank_cd has no
-such weighting, so on PostgreSQL a one-word match ranks by its occurrences like any other). The plain OR
-runs only when the narrow match finds fewer than ``limit // 2`` chunks (half a candidate list is plenty
-for the fusion: a keyword rank past 30 adds under 1/90 to a score). What is skipped is only chunks holding
-a single common word, the weakest keyword evidence there is, when enough stronger ones exist: candidate
-generation for the fusion, not a change of ranking function.
+Large stores: ranking reads every matching row (bm25 ~1 µs, ts_rank_cd several µs per row), and a question
+as people type it ("how do I set the default value for the proxy timeout?") holds words that a third of a
+big store shares. So each word's chunks are counted first, up to ``COMMON``: a word held by more chunks
+than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
+
+- Some words are not common: the candidates are the chunks holding at least one of them (at most
+  ``COMMON`` each, so ranking stays bounded), ranked by *all* the words: a common word still lifts the
+  chunks holding it among those candidates. What is skipped is only chunks matching common words alone.
+- Every word is common: the chunks holding two or more of them are ranked (then, to fill half a
+  candidate list, those holding any); two mid-frequency words rarely share many chunks, but two very
+  common ones can share a third of the store, so at most ``SAMPLE`` matches are ranked (the first ones
+  found): weak keyword evidence, which the vector ranking outweighs.
+
+Counting a word's chunks stops at ``COMMON + 1``; on SQLite it reads the FTS index alone (all stores of
+the database: a document frequency, not the stores' own), on PostgreSQL the stores' matching rows.
+
+A store of at most ``COMMON`` chunks (on SQLite: a database) is ranked exactly as the plain OR.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 
 MAX_TERMS = 32
-MAX_PAIR_TERMS = 8  # 28 pairs; longer queries go straight to the plain OR
+COMMON = 300  # a word held by more chunks than this is common (see above)
+SAMPLE = 2000  # matches ranked when every word is common
+MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset("""a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has have
@@ -53,7 +63,7 @@ def terms(query_text: str | None) -> list[str]:
 
 
 class _Dialect:
-    """Match expressions and the ranked statement for one backend."""
+    """Match expressions for one backend."""
 
     def __init__(self, dialect: str, words: list[str]) -> None:
         self.sqlite = dialect == "sqlite"
@@ -61,25 +71,13 @@ class _Dialect:
         # PostgreSQL: one websearch_to_tsquery per word (it never raises on user text).
         self.word = {w: (f'"{w}"' if self.sqlite else func.websearch_to_tsquery("english", w)) for w in words}
 
-    def any_of(self, parts: list[Any]) -> Any:
+    def any_of(self, words: list[str]) -> Any:
+        parts = [self.word[w] for w in words]
         return " OR ".join(parts) if self.sqlite else reduce(lambda a, b: a.op("||")(b), parts)
 
-    def both(self, a: str, b: str) -> Any:
-        return f"({self.word[a]} AND {self.word[b]})" if self.sqlite else self.word[a].op("&&")(self.word[b])
-
-    def statement(self, match: Any, ranked: bool) -> tuple[Any, list[Any]]:
-        c = retrieval_chunks.c
-        if self.sqlite:
-            # The FTS table must drive the join (one primary-key lookup per match); see ``scope``.
-            stmt = select(c.id).select_from(_fts.join(retrieval_chunks, c.id == _fts.c.rowid))
-            where = [literal_column("retrieval_chunks_fts").op("MATCH")(match)]
-            if ranked:
-                stmt = stmt.order_by(literal_column("bm25(retrieval_chunks_fts)"), c.id)
-            return stmt, where
-        stmt = select(c.id).select_from(retrieval_chunks)
-        if ranked:
-            stmt = stmt.order_by(func.ts_rank_cd(_tsv, match).desc(), c.id)
-        return stmt, [_tsv.op("@@")(match)]
+    def all_of(self, words: list[str]) -> Any:
+        parts = [self.word[w] for w in words]
+        return " AND ".join(parts) if self.sqlite else reduce(lambda a, b: a.op("&&")(b), parts)
 
     def scope(self, vector_store_ids: list[str]) -> Any:
         if self.sqlite:
@@ -93,27 +91,71 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
                file_filter: ColumnElement[bool] | None, limit: int) -> list[int]:
     """Chunk ids matching any of ``words`` in the stores (and files passing ``file_filter``), best first."""
     d = _Dialect(dialect, words)
-    scope = [d.scope(vector_store_ids)]
+    scope = d.scope(vector_store_ids)
+    held = await _held(conn, d, words, scope)
+    words = [w for w in words if held[w]]  # a word no chunk holds matches nothing and ranks nothing
+    if not words:
+        return []
+    rare = [w for w in words if held[w] <= COMMON]
+    everything = d.any_of(words)
+    if rare:
+        match = everything if len(rare) == len(words) else d.any_of(rare)
+        return await _matches(conn, d, match, everything, scope, file_filter, limit)
+    ids: list[int] = []
     if 2 <= len(words) <= MAX_PAIR_TERMS:
-        rare = []
-        for w in words if d.sqlite else []:  # a probe stops after limit + 1 matches
-            stmt, where = d.statement(d.word[w], ranked=False)
-            if len(await _run(conn, stmt, scope + where, None, limit + 1)) <= limit:
-                rare.append(d.word[w])
-        narrow = d.any_of([d.both(a, b) for a, b in combinations(words, 2)] + rare)
-        stmt, where = d.statement(narrow, ranked=True)
-        ids = await _run(conn, stmt, scope + where, file_filter, limit)
-        if len(ids) >= limit // 2:
-            return ids
-    stmt, where = d.statement(d.any_of(list(d.word.values())), ranked=True)
-    return await _run(conn, stmt, scope + where, file_filter, limit)
+        pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
+            reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
+        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+        ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=SAMPLE)
+    if len(ids) < limit // 2:  # then chunks holding any of the words
+        more = await _matches(conn, d, everything, everything, scope, file_filter, limit, sample=SAMPLE)
+        seen = set(ids)
+        ids += [i for i in more if i not in seen][:limit - len(ids)]
+    return ids
 
 
-async def _run(conn: AsyncConnection, stmt: Any, where: list[Any], file_filter: ColumnElement[bool] | None,
-               limit: int) -> list[int]:
+async def _held(conn: AsyncConnection, d: _Dialect, words: list[str], scope: Any) -> dict[str, int]:
+    """How many chunks hold each word, counted up to ``COMMON + 1``, in one statement. On SQLite over the
+    whole FTS index (every store: a document frequency read from the index alone); on PostgreSQL in the
+    stores."""
+    counts = []
+    for w in words:
+        if d.sqlite:
+            inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
+        else:
+            inner = select(retrieval_chunks.c.id).where(_tsv.op("@@")(d.word[w]), scope)
+        counts.append(select(func.count()).select_from(inner.limit(COMMON + 1).subquery()).scalar_subquery())
+    row = (await conn.execute(select(*counts))).one()
+    return {w: int(n or 0) for w, n in zip(words, row, strict=True)}
+
+
+async def _matches(conn: AsyncConnection, d: _Dialect, match: Any, rank_by: Any | None, scope: Any,
+                   file_filter: ColumnElement[bool] | None, limit: int, sample: int | None = None) -> list[int]:
+    """Ids of chunks matching ``match``, best first by the words of ``rank_by`` (in no order if None);
+    with ``sample``, only the first ``sample`` matches are ranked."""
     c, f = retrieval_chunks.c, retrieval_files.c
+    if d.sqlite:
+        if rank_by is not None and rank_by is not match:
+            # bm25 weighs every phrase of the MATCH expression: rank_by's words join it under an AND that
+            # the match already implies, so they count in the ranking without widening the match.
+            match = f"({match}) AND ({rank_by})"
+        score: Any = literal_column("bm25(retrieval_chunks_fts)")
+        # The FTS table must drive the join (one primary-key lookup per match); see ``scope``.
+        stmt = select(c.id).select_from(_fts.join(retrieval_chunks, c.id == _fts.c.rowid))
+        where = [literal_column("retrieval_chunks_fts").op("MATCH")(match), scope]
+    else:
+        score = -func.ts_rank_cd(_tsv, rank_by) if rank_by is not None else None
+        stmt = select(c.id).select_from(retrieval_chunks)
+        where = [_tsv.op("@@")(match), scope]
     if file_filter is not None:
         stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
-        where = [*where, file_filter]
-    rows = await conn.execute(stmt.where(*where).limit(limit))
-    return [r[0] for r in rows]
+        where.append(file_filter)
+    stmt = stmt.where(*where)
+    if rank_by is None:
+        stmt = stmt.limit(limit)
+    elif sample is None:
+        stmt = stmt.order_by(score, c.id).limit(limit)
+    else:
+        inner = stmt.add_columns(score.label("score")).limit(sample).subquery()
+        stmt = select(inner.c.id).order_by(inner.c.score, inner.c.id).limit(limit)
+    return [r[0] for r in await conn.execute(stmt)]
