@@ -96,11 +96,11 @@ async def add_user_message(
                     content = param.removesuffix("attachments") + "content"
                     raise NotFound("file", file_id, param=f"{content}[{i}].image_file.file_id")
     if attachments:
-        # Files for code_interpreter are put in the thread's /mnt/data when its code runs (tools/code_tool.py).
-        code_files = [a["file_id"] for a in attachments
-                      if any(t.get("type") == "code_interpreter" for t in a.get("tools") or [])]
-        if code_files:
-            await file_service.require_files(conn, project_id, code_files, param)
+        # Every attachment names a file of this project, whatever its tools (none at all included): the
+        # message shows it, and files for code_interpreter are put in the thread's /mnt/data when its code
+        # runs (tools/code_tool.py).
+        await file_service.require_files(conn, project_id, list(dict.fromkeys(a["file_id"] for a in attachments)),
+                                         param)
         await attach_for_file_search(conn, project_id, thread_id, attachments, thread=thread, param=param)
     message = new_message(
         thread_id,
