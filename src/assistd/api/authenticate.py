@@ -26,14 +26,25 @@ from assistd.services.auth import Origin
 PROJECT_KEY = "assistd.project_id"
 PREFIX = "/v1/"
 
-_PROXY_HEADERS = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-real-ip", b"via"})
+# Headers only a proxy (or a CDN, a tunnel, a load balancer) adds: any ``X-Forwarded-*`` and the usual
+# names for "the client's real address". One of them on a loopback connection means it is not local.
+_PROXY_HEADERS = frozenset({
+    b"forwarded", b"via", b"x-real-ip", b"x-client-ip", b"client-ip", b"true-client-ip", b"cf-connecting-ip",
+    b"fastly-client-ip", b"x-cluster-client-ip", b"x-original-forwarded-for", b"x-envoy-external-address",
+    b"x-proxyuser-ip", b"cf-ray", b"x-amzn-trace-id", b"x-azure-clientip",
+})
+_PROXY_PREFIXES = (b"x-forwarded-", b"x-original-")
+
+
+def _is_proxy_header(name: bytes) -> bool:
+    return name in _PROXY_HEADERS or name.startswith(_PROXY_PREFIXES)
 
 
 def origin_of(scope: Scope) -> Origin:
     server = scope.get("server")
     on_loopback = server is None or _is_loopback(str(server[0])) or not _is_ip(str(server[0]))  # unix socket
     host = header(scope, b"host")
-    proxied = any(name in _PROXY_HEADERS for name, _ in scope["headers"])
+    proxied = any(_is_proxy_header(name) for name, _ in scope["headers"])
     local = on_loopback and not proxied and (host is None or _is_loopback(_hostname(host)))
     return Origin(local=local, cross_site=_cross_site(scope, host))
 
@@ -50,9 +61,14 @@ def _cross_site(scope: Scope, host: str | None) -> bool:
 
 
 def _hostname(host: str) -> str:
+    """The name in a Host header, or "" when it is not ``name``, ``name:port`` or ``[v6]:port``."""
     if host.startswith("["):  # [::1]:8000
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+        name, _, port = host[1:].partition("]")
+        return name if port in ("", ":") or (port[:1] == ":" and port[1:].isdigit()) else ""
+    if host.count(":") == 1:
+        name, _, port = host.rpartition(":")
+        return name if port.isdigit() or port == "" else ""
+    return host
 
 
 def _is_ip(value: str) -> bool:
