@@ -45,9 +45,17 @@ class ImageUrlPart(Nested):
     image_url: ImageUrl
 
 
+# The hosted API's bounds: a message's text is at most 256,000 characters, and a thread is created with at
+# most 32 messages (additional_messages alike). Without them one request could store 100,000 messages in
+# one write transaction, holding every other write in the server for tens of seconds.
+MAX_TEXT = 256_000
+MAX_MESSAGES = 32
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
 class TextPart(Nested):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 ContentPart = Annotated[ImageFilePart | ImageUrlPart | TextPart, Field(discriminator="type")]
@@ -60,8 +68,11 @@ class Attachment(Nested):
 
 class CreateMessage(WithMetadata):
     role: Literal["user", "assistant"]
-    content: str | Annotated[list[ContentPart], Field(min_length=1)]
+    content: Text | Annotated[list[ContentPart], Field(min_length=1)]
     attachments: list[Attachment] | None = None
+
+
+NewMessages = Annotated[list[CreateMessage], Field(max_length=MAX_MESSAGES)]
 
 
 class ModifyMessage(WithMetadata):

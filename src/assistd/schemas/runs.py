@@ -19,7 +19,7 @@ from assistd.schemas.common import (
     TopP,
     WithMetadata,
 )
-from assistd.schemas.messages import CreateMessage
+from assistd.schemas.messages import NewMessages
 from assistd.schemas.threads import CreateThread
 
 RunTools = Annotated[list[Tool], Field(max_length=20)]
@@ -64,7 +64,7 @@ class RunOptions(WithMetadata):
 
 class CreateRun(RunOptions):
     additional_instructions: str | None = None
-    additional_messages: list[CreateMessage] | None = None
+    additional_messages: NewMessages | None = None
 
 
 class CreateThreadAndRun(RunOptions):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from assistd.schemas.common import NewToolResources, ToolResources, WithMetadata
-from assistd.schemas.messages import CreateMessage
+from assistd.schemas.messages import NewMessages
 
 
 class CreateThread(WithMetadata):
-    messages: list[CreateMessage] | None = None
+    messages: NewMessages | None = None
     tool_resources: NewToolResources | None = None
 
 
