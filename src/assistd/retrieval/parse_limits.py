@@ -34,6 +34,10 @@ class LimitExceeded(Exception):
 class ParseLimits:
     max_bytes: int = 256 * MiB  # decompressed bytes of a package or a PDF's streams, and text yielded
     max_entries: int = 10_000  # entries of a zip package
+    # The text a file yields, in cl100k tokens: the hosted API's 5,000,000 per file. Counted in the worker:
+    # the server tokenizes the text again to chunk it, and 256 MiB of text (emoji are 2 tokens a character)
+    # would be hundreds of millions of token ids, gigabytes of Python integers in the server.
+    max_tokens: int = 5_000_000
     timeout_seconds: float = 120.0  # wall clock of one parse (the worker is killed)
     memory_bytes: int = 2 * GiB  # address space of the parser process
 

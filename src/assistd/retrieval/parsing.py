@@ -71,7 +71,25 @@ def parse(data: bytes, filename: str, content_type: str | None = None, limits: P
         raise InvalidFile(f"{filename} contains no text to index")
     if len(text) > limits.max_bytes:
         raise InvalidFile(f"{filename} yields more than {size(limits.max_bytes)} of text")
+    _check_tokens(text, limits.max_tokens, filename)
     return text
+
+
+_TOKEN_SLICE = 1_000_000  # characters tokenized at a time: the ids of one slice are all that is held
+
+
+def _check_tokens(text: str, max_tokens: int, filename: str) -> None:
+    """``InvalidFile`` once the text is over ``max_tokens`` (counted slice by slice, stopping early)."""
+    if len(text) * 4 <= max_tokens:  # a token is at least one UTF-8 byte, a character at most four
+        return
+    from assistd.retrieval import tokens
+
+    enc = tokens.encoding()
+    count = 0
+    for start in range(0, len(text), _TOKEN_SLICE):
+        count += len(enc.encode_ordinary(text[start:start + _TOKEN_SLICE]))
+        if count > max_tokens:
+            raise InvalidFile(f"{filename} yields more than {max_tokens:,} tokens of text (the limit per file)")
 
 
 def _kind(data: bytes, filename: str, content_type: str | None) -> str:
