@@ -32,7 +32,7 @@ Public API (everything else is internal)::
 
     # parse_limits.py / parse_worker.py — decompression, text, memory and time bounds of one parse
     @dataclass ParseLimits(max_bytes=256 MiB, max_entries=10_000, max_tokens=5_000_000,
-    #                      timeout_seconds=120, memory_bytes=2 GiB)
+                           timeout_seconds=120, memory_bytes=2 GiB)
         ParseLimits.from_settings(settings)              # the ASSISTD_PARSE_* settings
     async parse_isolated(data, filename, content_type, limits) -> str   # parse() in a worker process;
                                                      # over a limit or a crashed parser → InvalidFile
