@@ -55,6 +55,7 @@ class Session:
     nonce: str
     project_id: str | None
     expires_at: int
+    key_hash: str | None = None  # SHA-256 of the key signed in with: the session ends with the key
 
 
 class SessionSigner:
@@ -64,11 +65,12 @@ class SessionSigner:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
-    def new(self, project_id: str | None) -> Session:
-        return Session(secrets.token_urlsafe(18), project_id, int(time.time()) + SESSION_SECONDS)
+    def new(self, project_id: str | None, key_hash: str | None = None) -> Session:
+        return Session(secrets.token_urlsafe(18), project_id, int(time.time()) + SESSION_SECONDS, key_hash)
 
     def dump(self, session: Session) -> str:
-        payload = orjson.dumps({"n": session.nonce, "p": session.project_id, "e": session.expires_at})
+        payload = orjson.dumps({"n": session.nonce, "p": session.project_id, "e": session.expires_at,
+                                "k": session.key_hash})
         return _b64(payload) + "." + _b64(self._mac(payload))
 
     def load(self, value: str | None) -> Session | None:
@@ -84,7 +86,8 @@ class SessionSigner:
             return None
         try:
             data = orjson.loads(payload)
-            session = Session(str(data["n"]), data["p"], int(data["e"]))
+            key_hash = data.get("k")
+            session = Session(str(data["n"]), data["p"], int(data["e"]), str(key_hash) if key_hash else None)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
         return session if session.expires_at > time.time() else None

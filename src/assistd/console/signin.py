@@ -22,6 +22,7 @@ from assistd.console.web import (
     visitor,
 )
 from assistd.errors import Unauthorized
+from assistd.services.auth import hash_secret
 
 router = APIRouter()
 
@@ -71,7 +72,8 @@ async def sign_in(request: Request) -> Response:
         return render(request, who, "signin.html", 401, next=target, error=exc.message)
     signer = console_state(request).signer
     response = RedirectResponse(target, status_code=303)
-    set_session_cookie(request, response, signer.new(project))  # a new nonce: no fixation
+    # A new nonce (no fixation), and the key's hash: the session is checked against the key on every request.
+    set_session_cookie(request, response, signer.new(project, hash_secret(key)))
     return response
 
 

@@ -80,6 +80,9 @@ async def visitor(request: Request) -> Visitor:
     if session is None:
         session = state.signer.new(None)
     project = session.project_id
+    if project is not None and (session.key_hash is None or
+                                await request.app.state.auth.project_for_hash(session.key_hash) != project):
+        project = None  # its key was revoked (or all keys were): signed out, whatever the cookie's expiry
     dev = False
     if project is None:
         # Keyless dev mode, by the API's own rule (loopback only unless ASSISTD_DEV_MODE=1, never from

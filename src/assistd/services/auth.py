@@ -151,6 +151,21 @@ class Authenticator:
             )
         raise Unauthorized(f"Incorrect API key provided: {redact(secret)}.", code="invalid_api_key")
 
+    async def project_for_hash(self, secret_hash: str) -> str | None:
+        """The project of the key with this SHA-256 (hex) while that key is active, else None: a console
+        session signed in with a key lasts only as long as the key (revoked: within ``CACHE_SECONDS``)."""
+        try:
+            digest = bytes.fromhex(secret_hash)
+        except ValueError:
+            return None
+        mode = await self.mode()
+        project_id = self._static_ids.get(digest)
+        if project_id is not None:
+            return project_id
+        if mode is KeyMode.KEYS:
+            return await self._db_project(secret_hash)
+        return None
+
     async def _db_project(self, secret_hash: str) -> str | None:
         hit = self._cache.get(secret_hash)
         if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
