@@ -30,7 +30,7 @@ class Profile:
 PROFILES = {
     "short": Profile(max_examples=3, max_steps=5,
                      phases=tuple(os.environ.get("ASSISTD_CONFORMANCE_PHASES", ",".join(PHASES)).split(","))),
-    "long": Profile(max_examples=60, max_steps=30, seed=None),
+    "long": Profile(max_examples=25, max_steps=20, seed=None),
 }
 
 
