@@ -5,7 +5,6 @@ its expected state, every stream exactly the hosted sequence."""
 from __future__ import annotations
 
 import pytest
-
 from bench.load import main as load
 
 
