@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -188,6 +190,20 @@ def install(app: FastAPI) -> None:
             message = str(exc.detail)
         return json_response(error_body(message, "invalid_request_error"), exc.status_code)
 
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        if not database_unreachable(exc):
+            return await _crash(request, exc)
+        log.warning("database unreachable (%s: %s): answering 503", type(exc).__name__, exc)
+        response = json_response(error_body(
+            "The server cannot reach its database right now. Please retry shortly.", "server_error"), 503)
+        response.headers["retry-after"] = "1"
+        return response
+
+    # A database restarting or unreachable is a temporary outage (503, retry), not a server bug (500).
+    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresError,
+                 asyncpg.InterfaceError):
+        app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
@@ -196,3 +212,19 @@ def install(app: FastAPI) -> None:
                        "server_error"),
             500,
         )
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The connection to the database failed or was lost (as opposed to a query that is wrong)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+            exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError)):
+        return True
+    seen: BaseException | None = exc
+    for _ in range(4):  # SQLAlchemy's error -> the driver adapter's -> asyncpg's own
+        if seen is None:
+            return False
+        if isinstance(seen, (sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresConnectionError,
+                             asyncpg.CannotConnectNowError, asyncpg.InterfaceError)):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
