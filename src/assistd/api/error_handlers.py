@@ -6,7 +6,9 @@ the hosted API did (``tools[0].function.name``), never FastAPI's 422.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 import asyncpg
@@ -191,15 +193,17 @@ def install(app: FastAPI) -> None:
         return json_response(error_body(message, "invalid_request_error"), exc.status_code)
 
     async def _unavailable(request: Request, exc: Exception) -> Response:
-        if not database_unreachable(exc):
+        reason = unavailable(exc)
+        if reason is None:
             return await _crash(request, exc)
-        log.warning("database unreachable (%s: %s): answering 503", type(exc).__name__, exc)
+        log.warning("answering 503, %s (%s: %s)", reason, type(exc).__name__, exc)
         response = json_response(error_body(
-            "The server cannot reach its database right now. Please retry shortly.", "server_error"), 503)
+            f"The server is temporarily unable to serve this request: {reason}. Please retry shortly.",
+            "server_error"), 503)
         response.headers["retry-after"] = "1"
         return response
 
-    # A database restarting or unreachable is a temporary outage (503, retry), not a server bug (500).
+    # A database restarting or unreachable, or a full disk, is an outage to retry (503), not a bug (500).
     for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresError,
                  asyncpg.InterfaceError):
         app.add_exception_handler(kind, _unavailable)
@@ -214,17 +218,22 @@ def install(app: FastAPI) -> None:
         )
 
 
-def database_unreachable(exc: BaseException) -> bool:
-    """The connection to the database failed or was lost (as opposed to a query that is wrong)."""
+def unavailable(exc: BaseException) -> str | None:
+    """Why the request cannot be served for now (the database is out of reach, storage is full), or None
+    when ``exc`` is something else (a bug)."""
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
             exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError)):
-        return True
+        return "its database cannot be reached"
     seen: BaseException | None = exc
-    for _ in range(4):  # SQLAlchemy's error -> the driver adapter's -> asyncpg's own
+    for _ in range(4):  # SQLAlchemy's error -> the driver adapter's -> the driver's own
         if seen is None:
-            return False
+            return None
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "its storage is full"
+        if isinstance(seen, sqlite3.OperationalError) and "disk is full" in str(seen):
+            return "its storage is full"
         if isinstance(seen, (sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresConnectionError,
                              asyncpg.CannotConnectNowError, asyncpg.InterfaceError)):
-            return True
+            return "its database cannot be reached"
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return None
