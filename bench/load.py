@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from bench.harness import ROOT, Server, assistd_server, dev_upstream, percentile
+from bench.privatepg import private_postgres
 
 KEY = "sk-load-0123456789abcdef"
 CALL = '[tool: get_weather {"city": "Paris"}]'
@@ -318,16 +319,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of load (after setup)")
-    parser.add_argument("--database-url", default=os.environ.get(
-        "ASSISTD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-        help="a PostgreSQL server on which a throwaway database is created and dropped")
+    parser.add_argument("--database-url", help="a PostgreSQL server on which a throwaway database is created "
+                        "and dropped; default: a private cluster (initdb in a temp dir, on a free port), so the "
+                        "load neither shares nor exhausts anyone's max_connections")
     parser.add_argument("--workers", type=int, default=2, help="`assistd worker` processes")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--profile", type=Path, help="py-spy the serve for the middle of the run into this file")
     args = parser.parse_args(argv)
 
-    with throwaway_database(args.database_url) as url, tempfile.TemporaryDirectory(prefix="assistd-load-") as tmp:
+    with contextlib.ExitStack() as stack:
+        admin = args.database_url or stack.enter_context(private_postgres()).url
+        url = stack.enter_context(throwaway_database(admin))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="assistd-load-"))
         workers: list[subprocess.Popen[bytes]] = []
         with dev_upstream() as upstream:
             serve: Server = assistd_server(url, data_dir=Path(tmp), api_key=KEY, env={
@@ -341,7 +345,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     spy = _profile(serve.proc.pid, args) if args.profile else None
                     result = asyncio.run(drive(f"{serve.url}/v1", args.clients, args.duration, pids, args.seed))
                     if spy:
-                        spy.wait(60)
+                        spy.wait(120)
                 finally:
                     for w in workers:
                         w.terminate()
@@ -349,9 +353,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         with contextlib.suppress(subprocess.TimeoutExpired):
                             w.wait(15)
     print(render(result))
+    if args.profile and args.profile.exists():
+        print(profile_summary(args.profile))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return result
+
+
+def profile_summary(raw: Path, top: int = 15) -> str:
+    """py-spy's collapsed stacks (``frame;frame;... count``) → where the serve's samples went: the leaf
+    functions (self time) and the assistd modules on the stack (inclusive), as shares of all samples."""
+    leaves: Counter[str] = Counter()
+    modules: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        leaves[frames[-1]] += n
+        for module in {f.split("(")[1].split(":")[0] for f in frames if "(assistd/" in f or "/assistd/" in f}:
+            modules[module.rsplit("assistd/", 1)[-1]] += n
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples; self time by function:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in leaves.most_common(top)]
+    lines += ["inclusive, by assistd module on the stack:"]
+    lines += [f"  {n / total:6.1%}  {name}" for name, n in modules.most_common(top)]
+    return "\n".join(lines)
 
 
 def _profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:

@@ -235,5 +235,7 @@ def unavailable(exc: BaseException) -> str | None:
         if isinstance(seen, (sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresConnectionError,
                              asyncpg.CannotConnectNowError, asyncpg.InterfaceError)):
             return "its database cannot be reached"
+        if isinstance(seen, asyncpg.InsufficientResourcesError):  # e.g. max_connections reached
+            return "its database is out of connections"
         seen = getattr(seen, "orig", None) or seen.__cause__
     return None
