@@ -252,7 +252,10 @@ def throwaway_database(admin_url: str):
 
 
 async def drive(base_url: str, clients: int, duration: float, pids: dict[str, int], seed: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
+    # Idle connections are dropped by the client after 2 s, before uvicorn's 5 s keep-alive timeout closes them
+    # under a request just sent (a ReadError that says nothing about the server).
+    limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10,
+                          keepalive_expiry=2.0)
     headers = {"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "assistants=v2"}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as http:
         fixtures = await setup(http)
