@@ -54,6 +54,8 @@ def make_objects(client: OpenAI) -> dict[str, Any]:
     batch = client.vector_stores.file_batches.create_and_poll(vector_store_id=store_id, file_ids=[batch_file])
 
     victim_file = _upload(client, "victim.txt", "to be deleted")
+    # `assistants` files cannot be downloaded (as on the hosted API): the download gets a `user_data` one.
+    downloadable = client.files.create(file=("download.txt", b"downloadable bytes"), purpose="user_data").id
     victim_store_file = _upload(client, "victim-store-file.txt", "to be detached")
     victim_store = _indexed_store(client, "victim-store", victim_store_file)
     return {
@@ -69,6 +71,7 @@ def make_objects(client: OpenAI) -> dict[str, Any]:
             "deleteThread": {"thread_id": client.beta.threads.create().id},
             "deleteMessage": _victim_message(client),
             "deleteFile": {"file_id": victim_file},
+            "downloadFile": {"file_id": downloadable},
             "deleteVectorStore": {"vector_store_id": client.vector_stores.create(name="victim").id},
             "deleteVectorStoreFile": {"vector_store_id": victim_store, "file_id": victim_store_file},
         },
