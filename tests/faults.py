@@ -71,14 +71,25 @@ class Watcher:
         with httpx.Client(headers=self.headers, timeout=10) as http:
             while not self._stop.is_set():
                 for url in self.urls:
-                    try:
-                        response = http.get(url)
-                        self.codes[response.status_code] += 1
-                        if response.status_code >= 500 and len(self.bodies) < 5:
-                            self.bodies.append(f"{url}: {response.status_code} {response.text[:300]}")
-                    except httpx.HTTPError:
-                        self.codes[0] += 1
+                    self._get(http, url)
                 time.sleep(0.05)
+
+    def _get(self, http: httpx.Client, url: str) -> None:
+        try:
+            response = http.get(url)
+        except httpx.TransportError:
+            # A reused keep-alive connection may be reset under a request (the SDKs retry that at once):
+            # "no answer" is when a fresh connection gets none either.
+            try:
+                response = httpx.get(url, headers=self.headers, timeout=10)
+            except httpx.HTTPError as exc:
+                self.codes[0] += 1
+                if len(self.bodies) < 5:
+                    self.bodies.append(f"{url}: no answer ({type(exc).__name__}: {exc})")
+                return
+        self.codes[response.status_code] += 1
+        if response.status_code >= 500 and len(self.bodies) < 5:
+            self.bodies.append(f"{url}: {response.status_code} {response.text[:300]}")
 
     def __enter__(self) -> Watcher:
         self._thread.start()

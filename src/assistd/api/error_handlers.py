@@ -192,30 +192,28 @@ def install(app: FastAPI) -> None:
             message = str(exc.detail)
         return json_response(error_body(message, "invalid_request_error"), exc.status_code)
 
-    async def _unavailable(request: Request, exc: Exception) -> Response:
-        reason = unavailable(exc)
-        if reason is None:
-            return await _crash(request, exc)
-        log.warning("answering 503, %s (%s: %s)", reason, type(exc).__name__, exc)
-        response = json_response(error_body(
-            f"The server is temporarily unable to serve this request: {reason}. Please retry shortly.",
-            "server_error"), 503)
-        response.headers["retry-after"] = "1"
-        return response
-
-    # A database restarting or unreachable, or a full disk, is an outage to retry (503), not a bug (500).
-    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresError,
-                 asyncpg.InterfaceError):
-        app.add_exception_handler(kind, _unavailable)
-
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> Response:
+        if reason := unavailable(exc):
+            log.warning("answering 503, %s (%s: %s)", reason, type(exc).__name__, exc)
+            response = json_response(error_body(
+                f"The server is temporarily unable to serve this request: {reason}. Please retry shortly.",
+                "server_error"), 503)
+            response.headers["retry-after"] = "1"
+            return response
         log.exception("unhandled error", exc_info=exc)
         return json_response(
             error_body("The server had an error while processing your request. Sorry about that!",
                        "server_error"),
             500,
         )
+
+    # A database restarting or unreachable, or a full disk, is an outage to retry (503), not a bug (500).
+    # Registered for the likely classes so the route's middleware stack sees an answer, and checked again
+    # for anything else: what a middleware raises (authentication reads the database) reaches only `_crash`.
+    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresError,
+                 asyncpg.InterfaceError):
+        app.add_exception_handler(kind, _crash)
 
 
 def unavailable(exc: BaseException) -> str | None:
