@@ -14,7 +14,16 @@ from pathlib import Path
 
 from bench.harness import free_port
 
-PG_BIN = Path(os.environ.get("ASSISTD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """$ASSISTD_TEST_PG_BIN, else the newest Debian server install (/usr/lib/postgresql/N/bin)."""
+    if given := os.environ.get("ASSISTD_TEST_PG_BIN"):
+        return Path(given)
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def _as_postgres(args: list[str]) -> list[str]:
