@@ -18,28 +18,21 @@ from tests.conformance.results import per_operation, render_table
 from tests.conformance.runner import PROFILES, run_schemathesis
 from tests.conftest import KEY_A
 
-# Defects being fixed on other branches (input validation on sec-input, downloads on sec-http): allowed to
-# fail until those merge (then rerun `make conformance` and empty this), and listed in docs/compatibility.md.
+# An explicit `null` on an optional field the document does not mark nullable is taken as "not given" (the
+# README's rule, kept by the input-validation work), and schemathesis counts it as invalid data accepted. Until
+# that is decided (refuse these nulls, or record the rule as a transformation with evidence that the hosted API
+# accepts them), exactly these operations may fail, and only that way; docs/compatibility.md lists them.
 PENDING: dict[str, str] = {
-    "downloadFile": "sec-http: text/plain download instead of application/octet-stream",
-    "listMessages": "sec-input: empty `order=`/`limit=` query values accepted",
-    "listRuns": "sec-input: empty query values accepted",
-    "listRunSteps": "sec-input: empty query values accepted",
-    "listAssistants": "sec-input: empty query values accepted",
-    "listFiles": "sec-input: empty query values accepted",
-    "listVectorStores": "sec-input: empty query values accepted",
-    "listVectorStoreFiles": "sec-input: empty query values accepted",
-    "listFilesInVectorStoreBatch": "sec-input: empty query values accepted",
-    "createAssistant": "sec-input: `file_search: {}` without vector_store_ids, nulls accepted",
-    "modifyAssistant": "sec-input: `model: null` and other non-nullable nulls accepted",
-    "createThread": "sec-input/sec-http: a JSON `null` body accepted",
-    "modifyThread": "sec-input: `vector_store_ids: null` accepted",
-    "createMessage": "sec-input: `image_url.detail: null` accepted",
-    "createVectorStore": "sec-input: `chunking_strategy: null` accepted",
-    "createVectorStoreFile": "sec-input: `chunking_strategy: null` accepted",
-    "createVectorStoreFileBatch": "sec-input: `files` of the wrong type accepted",
-    "searchVectorStore": "sec-input: 500 on a filter whose `type` is an object; `filters: null` accepted",
+    "createAssistant": "`tool_resources.file_search.vector_stores[].chunking_strategy: null` accepted",
+    "modifyAssistant": "`model: null` accepted",
+    "createThread": "a JSON `null` body accepted as an empty one",
+    "modifyThread": "`tool_resources.file_search.vector_store_ids: null` accepted",
+    "createMessage": "`content[].image_url.detail: null` accepted",
+    "createVectorStore": "`chunking_strategy: null` accepted",
+    "createVectorStoreFile": "`chunking_strategy: null` accepted",
+    "createVectorStoreFileBatch": "`files: null` accepted",
 }
+ALLOWED = "ST201 Schema-violating request accepted"
 
 
 @pytest.mark.timeout(3600)
@@ -55,5 +48,6 @@ def test_every_operation_conforms(client, base_url, tmp_path: Path):
     table = render_table(rows)
     if out := os.environ.get(OUT_ENV):
         Path(out).write_text(table)
-    unexpected = [row.operation_id for row in rows if not row.clean and row.operation_id not in PENDING]
+    unexpected = [row.operation_id for row in rows if not row.clean and (
+        row.operation_id not in PENDING or set(row.failures) != {ALLOWED})]
     assert not unexpected, f"{unexpected} failed:\n{table}\n{result['output'][-12000:]}"
