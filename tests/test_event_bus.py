@@ -298,7 +298,10 @@ def test_listener_reconnects_after_losing_its_connection(remote: str) -> None:
             ch = channel()
             sub = await b.subscribe(ch)
             await kill_connection(b, "sub")
-            for i in range(200):  # events sent while b is away may be lost; then they flow again
+            # What a sends while b is away may be lost: b's streams hear so at once, then events flow again.
+            interrupted = await sub.get(10)
+            assert interrupted is not None and interrupted.name == "error", interrupted
+            for i in range(200):
                 await a.publish(ch, Event("probe", {"i": i}))
                 if await sub.get(0.05) is not None:
                     break

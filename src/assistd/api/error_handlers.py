@@ -6,9 +6,13 @@ the hosted API did (``tools[0].function.name``), never FastAPI's 422.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -190,9 +194,46 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, exc: Exception) -> Response:
+        if reason := unavailable(exc):
+            log.warning("answering 503, %s (%s: %s)", reason, type(exc).__name__, exc)
+            response = json_response(error_body(
+                f"The server is temporarily unable to serve this request: {reason}. Please retry shortly.",
+                "server_error"), 503)
+            response.headers["retry-after"] = "1"
+            return response
         log.exception("unhandled error", exc_info=exc)
         return json_response(
             error_body("The server had an error while processing your request. Sorry about that!",
                        "server_error"),
             500,
         )
+
+    # A database restarting or unreachable, or a full disk, is an outage to retry (503), not a bug (500).
+    # Registered for the likely classes so the route's middleware stack sees an answer, and checked again
+    # for anything else: what a middleware raises (authentication reads the database) reaches only `_crash`.
+    for kind in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresError,
+                 asyncpg.InterfaceError):
+        app.add_exception_handler(kind, _crash)
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Why the request cannot be served for now (the database is out of reach, storage is full), or None
+    when ``exc`` is something else (a bug)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and (
+            exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError)):
+        return "its database cannot be reached"
+    seen: BaseException | None = exc
+    for _ in range(4):  # SQLAlchemy's error -> the driver adapter's -> the driver's own
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "its storage is full"
+        if isinstance(seen, sqlite3.OperationalError) and "disk is full" in str(seen):
+            return "its storage is full"
+        if isinstance(seen, (sqlalchemy.exc.TimeoutError, OSError, asyncpg.PostgresConnectionError,
+                             asyncpg.CannotConnectNowError, asyncpg.InterfaceError)):
+            return "its database cannot be reached"
+        if isinstance(seen, asyncpg.InsufficientResourcesError):  # e.g. max_connections reached
+            return "its database is out of connections"
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None

@@ -28,6 +28,7 @@ Text outside directives is ignored except in echo/json mode, where it is "the us
   [error-once: 500]          like [error], but only for the FIRST request whose last-user text is
                              exactly this text; later identical requests succeed
   [stream-error]             streaming only: send two chunks, then cut the connection
+  [malformed]                streaming only: the second chunk is not JSON (the rest follow as usual)
   [length]                   keep the reply but report finish_reason ``length``
   [tokens: 500]              reply text is ``tok`` repeated 500 times, space separated
   [json]                     reply ``{"echo": "<user text>"}``; also implied by a request
@@ -62,6 +63,7 @@ _NAMES = (
     "error-once",
     "error",
     "stream-error",
+    "malformed",
     "length",
     "tokens",
     "json",
@@ -73,7 +75,8 @@ _OPEN = re.compile(r"\[\s*(" + "|".join(map(re.escape, _NAMES)) + r")\s*([:\]])"
 _FUNC_NAME = re.compile(r"\s*([A-Za-z0-9_-]{1,64})\s*")
 _USAGE_PART = re.compile(r"(prompt|completion)\s*=\s*(\d+)", re.IGNORECASE)
 _WORD_PIECE = re.compile(r"\s*\S+")
-_FLAGS = {"stream-error": "stream_error", "length": "length", "json": "json_mode", "cite": "cite"}
+_FLAGS = {"stream-error": "stream_error", "malformed": "malformed", "length": "length", "json": "json_mode",
+          "cite": "cite"}
 _SOURCE_MARKER = re.compile(r"【[^】]*】")
 _DECODER = json.JSONDecoder()
 _ALNUM = string.ascii_letters + string.digits
@@ -108,6 +111,7 @@ class Script:
     error: int | None = None
     error_once: int | None = None
     stream_error: bool = False
+    malformed: bool = False
     length: bool = False
     tokens: int | None = None
     json_mode: bool = False
@@ -128,6 +132,7 @@ class Reply:
     chunk_delay: float = 0.0
     error_status: int | None = None
     stream_error: bool = False
+    malformed: bool = False
 
 
 class OnceRegistry:
@@ -344,6 +349,7 @@ def plan_reply(body: Any, once: OnceRegistry) -> Reply:
 
     reply = _content(body, script, messages[user_index + 1 :])
     reply.delay, reply.chunk_delay, reply.stream_error = script.delay, script.chunk_delay, script.stream_error
+    reply.malformed = script.malformed
     _apply_limit(reply, body.get("max_completion_tokens") or body.get("max_tokens"))
     if script.length:
         reply.finish_reason = "length"

@@ -202,6 +202,8 @@ async def _stream(reply: Reply, base: dict[str, Any], include_usage: bool) -> As
             await asyncio.sleep(reply.chunk_delay)
         if i == cut_at:
             raise StreamAborted("[stream-error] directive: connection cut on purpose")
+        if i == 1 and reply.malformed:
+            yield b'data: {"id": "chatcmpl-malformed", "choices": [{"delta": \n\n'
         finish = reply.finish_reason if i == len(deltas) - 1 else None
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         yield _sse({**base, "choices": [choice]})

@@ -160,8 +160,9 @@ class PostgresBus(RelayBus):
             if conn is not None:
                 conn.terminate()
                 self._listen_conn = None
-                # What is sent while we are away is lost; streams end on their run's stored status (sse.py).
+                # What is sent while we are away is lost: the streams open now end with an error event.
                 log.warning("event bus: lost the LISTEN connection; reconnecting")
+                self._interrupt_streams()
             self._partial.clear()
             await asyncio.sleep(delay)
             try:

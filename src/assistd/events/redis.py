@@ -138,9 +138,10 @@ class RedisBus(RelayBus):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # Messages sent while we were away are gone; streams notice through their run's stored
-                # status (api/sse.py), they do not hang.
+                # Messages sent while we were away are gone: the streams open now end with an error event.
                 log.warning("event bus: Redis subscription lost (%s); reconnecting in %.1fs", why(exc), delay)
+                if self._sub is not None:
+                    self._interrupt_streams()
                 await self._drop_sub()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
-from assistd.events.base import Event
+from assistd.events.base import Event, error_event
 from assistd.events.memory import MemoryBus
 
 log = logging.getLogger("assistd.events")
@@ -21,6 +21,9 @@ log = logging.getLogger("assistd.events")
 BATCH = 256  # messages sent in one round trip at most
 QUEUE_SIZE = 10_000  # publish() waits when this many events are waiting for the broker (back-pressure)
 RETRY_SECONDS = 5.0  # a batch that cannot be sent for this long is dropped (and logged)
+
+
+INTERRUPTED = error_event("The event stream was interrupted; retrieve the run for its current state.")
 
 
 def why(exc: BaseException) -> str:
@@ -52,6 +55,14 @@ class RelayBus(MemoryBus):
                 log.warning("%s not started (or closed): events reach this process only", type(self).__name__)
             return
         await self._queue.put(self.encode(channel, event))  # encoded now: the caller may mutate event.data
+
+    def _interrupt_streams(self) -> None:
+        """The connection that brings other processes' events dropped: whatever they sent meanwhile is gone.
+        Every local subscriber gets an ``error`` event, so a stream ends saying so (the client retrieves the
+        run) instead of going on with a gap nobody would notice."""
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.queue.put_nowait(INTERRUPTED)
 
     async def _write_loop(self) -> None:
         # The only sender, and it waits for each send before the next: messages leave in publish order.
