@@ -1,4 +1,5 @@
-"""The ASGI application: routers under /v1, the error envelope, start-up (migrate, keys), /healthz."""
+"""The ASGI application: routers under /v1, the error envelope, start-up (migrate, keys), /healthz, /readyz,
+/metrics."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from assistd.devupstream.embedded import EmbeddedUpstream
 from assistd.errors import error_body
 from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
+from assistd.observability import health, metrics, scrape
+from assistd.observability.http import Observe
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
 from assistd.runner.sweeper import RunSweeper
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = bus
         app.state.pool = pool
         app.state.step_cache = step_cache
+        app.state.queue_gauges = scrape.queue_gauges(db)
         app.state.ready = True
         try:
             yield
@@ -112,6 +116,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.ready = False
+    app.state.draining = False  # set by cli.py on SIGTERM: /readyz turns 503 before the server stops
+    metrics.configure(settings.metrics, settings.metrics_project_label)
     error_handlers.install(app)
     # runs first: POST /threads/runs must not be taken for POST /threads/{thread_id}.
     for module in (runs, assistants, threads, messages, files, vector_stores):
@@ -123,6 +129,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "ok"})
         return json_response(error_body("not ready", "server_error"), 503)
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        ok, checks = await health.readiness(request.app.state)
+        return json_response({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        if not metrics.ENABLED:
+            return json_response(error_body("metrics are switched off (ASSISTD_METRICS=0)",
+                                            "invalid_request_error"), 404)
+        body = await scrape.exposition(getattr(request.app.state, "queue_gauges", None))
+        return Response(body, media_type=metrics.CONTENT_TYPE)
+
     console.install(app, settings)
     # The last added is the outermost: hot GETs (api/hot.py), then the key check, then the body is read.
     # Uploads relayed by the console (console/relay.py) are bounded by the files route, as /v1/files ones.
@@ -130,6 +149,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        exempt_prefixes=("/v1/files", "/console/api/v1/files"))
     app.add_middleware(Authenticate, state=app.state)
     app.add_middleware(HotReads, state=app.state)
+    # Outermost: request id, access line and HTTP metrics for every answer (observability/http.py).
+    app.add_middleware(Observe, access=settings.access_log)
     return app
 
 

@@ -38,6 +38,12 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_PARSE_MAX_ENTRIES most entries of a zip-based document such as DOCX (default 10000)
   ASSISTD_PARSE_TIMEOUT_SECONDS parsing one document is stopped after this long (default 120)
   ASSISTD_PARSE_MEMORY_BYTES address-space limit of the process parsing a document (default 2 GiB)
+  ASSISTD_LOG_FORMAT     auto (default: text on a terminal, else JSON), json (one object per line) or text
+  ASSISTD_ACCESS_LOG     one log line per request (default 1)
+  ASSISTD_METRICS        Prometheus metrics on /metrics (default 1; 0 = off)
+  ASSISTD_METRICS_PROJECT_LABEL  token counters labelled by project (default 1; 0 bounds cardinality)
+  ASSISTD_METRICS_PORT   `assistd worker`: serve /metrics on this port (default: none)
+  ASSISTD_DRAIN_SECONDS  on SIGTERM, /readyz says 503 this long before the server stops (default 0)
   (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
 
@@ -48,6 +54,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["database_url"] = args.database_url
     if getattr(args, "workers", None) is not None:
         overrides["workers"] = args.workers
+    if getattr(args, "access_log", None) is not None:
+        overrides["access_log"] = args.access_log
+    if getattr(args, "metrics_port", None) is not None:
+        overrides["metrics_port"] = args.metrics_port
     return Settings(**overrides)
 
 
@@ -56,21 +66,25 @@ def _serve(args: argparse.Namespace) -> int:
 
     from assistd.api.http_protocol import protocol_with_header_timeout
     from assistd.app import create_app
+    from assistd.observability.draining import DrainingServer
 
     settings = _settings(args)
     _configure_logging(settings)
     _warn_about_exposure(settings, args.host)
     _private_data_dir(settings)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         loop="uvloop",
         http=protocol_with_header_timeout(settings.header_timeout_seconds),
         log_level=settings.log_level,
-        access_log=args.access_log,
+        log_config=None,  # our handlers (observability/logging_setup.py); our access line replaces uvicorn's
+        access_log=False,
         timeout_graceful_shutdown=30,
     )
+    DrainingServer(config, app.state, settings.drain_seconds).run()
     return 0
 
 
@@ -110,10 +124,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # Every upstream request would otherwise be logged at INFO by the HTTP client.
-    for noisy in ("httpx", "httpx2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from assistd.observability import logging_setup
+
+    secrets = [key.split(":", 1)[0] for key in settings.api_keys] + [settings.llm_api_key]
+    logging_setup.configure(settings.log_level, settings.log_format, secrets)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -157,13 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, help="overrides ASSISTD_WORKERS")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=None,
+                       help="one log line per request (overrides ASSISTD_ACCESS_LOG, default on)")
     db_flag(serve)
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="execute runs only (no HTTP), beside `serve` on PostgreSQL",
                             epilog=_ENV_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     worker.add_argument("--workers", type=int, help="concurrent runs (overrides ASSISTD_WORKERS)")
+    worker.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port "
+                        "(overrides ASSISTD_METRICS_PORT)")
     db_flag(worker)
     worker.set_defaults(func=_worker)
 

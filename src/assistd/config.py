@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     parse_memory_bytes: int = Field(2 * 1024**3, gt=64 * 1024**2, description="address-space limit of the "
                                     "process parsing one document")
     log_level: str = "info"
+    log_format: str = Field("auto", pattern="^(auto|json|text)$", description="`json` (one object per line), "
+                            "`text`, or `auto`: text on a terminal, JSON otherwise")
+    access_log: bool = Field(True, description="one log line per HTTP request (method, route, status, duration)")
+    metrics: bool = Field(True, description="Prometheus metrics on /metrics (0: no recording, /metrics is 404)")
+    metrics_project_label: bool = Field(True, description="token counters carry a `project` label (0: off, "
+                                        "for many projects)")
+    metrics_port: int | None = Field(None, description="`assistd worker`: serve /metrics on this port")
+    drain_seconds: float = Field(0.0, ge=0, description="on SIGTERM, /readyz answers 503 for this long while "
+                                 "requests are still served, then the server stops (set it above your load "
+                                 "balancer's health-check interval × failures)")
 
     @field_validator("dev_mode", mode="before")
     @classmethod

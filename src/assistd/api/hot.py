@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from assistd.api.authenticate import PROJECT_KEY, origin_of
 from assistd.api.runs import POLL_HEADERS
 from assistd.errors import APIError
+from assistd.observability.http import ROUTE_KEY
 from assistd.services import steps as step_service
 from assistd.services.step_render import render_step
 from assistd.store import objects
@@ -70,6 +71,16 @@ async def _step(state: AppState, project: str, parts: list[str], query: bytes) -
     return None if body is None else render_step(body, include)
 
 
+# The FastAPI route each reader stands in for: the metrics' route label (observability/http.py).
+TEMPLATES: dict[Reader, str] = {
+    _assistant: "/v1/assistants/{assistant_id}",
+    _thread: "/v1/threads/{thread_id}",
+    _message: "/v1/threads/{thread_id}/messages/{message_id}",
+    _run: "/v1/threads/{thread_id}/runs/{run_id}",
+    _step: "/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}",
+}
+
+
 def match(path: str) -> tuple[Reader, list[str]] | None:
     """The reader for a hot GET path (segments split on ``/``), or None. Mirrors the FastAPI routes:
     ``/v1/assistants/{a}``, ``/v1/threads/{t}``, ``/v1/threads/{t}/messages/{m}``,
@@ -109,6 +120,7 @@ class HotReads:
                     headers = [(b"content-length", str(len(body)).encode()), _JSON]
                     if found[0] is _run:
                         headers += _POLL
+                    scope[ROUTE_KEY] = TEMPLATES[found[0]]
                     await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     return

@@ -62,3 +62,7 @@ class EventBus(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def connected(self) -> bool:
+        """Whether events published elsewhere reach this process now (readiness, /readyz)."""
+        return True

@@ -76,6 +76,9 @@ class PostgresBus(RelayBus):
         self._running = True
         self._tasks = [asyncio.create_task(self._listen_loop(lost)), asyncio.create_task(self._write_loop())]
 
+    def connected(self) -> bool:
+        return self._running and self._listen_conn is not None
+
     async def _close_connections(self) -> None:
         for conn in (self._listen_conn, self._pub_conn):
             if conn is not None and not conn.is_closed():

@@ -63,6 +63,9 @@ class RedisBus(RelayBus):
         self._running = True
         self._tasks = [asyncio.create_task(self._read_loop()), asyncio.create_task(self._write_loop())]
 
+    def connected(self) -> bool:
+        return self._running and self._sub is not None
+
     async def _close_connections(self) -> None:
         await self._drop_sub()
         if self._pub is not None:

@@ -9,6 +9,7 @@ import signal
 from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings
 from assistd.events.factory import create_bus
+from assistd.observability import metrics_server, scrape
 from assistd.providers.router import ModelRouter
 from assistd.runner.pool import WorkerPool
 from assistd.runner.sweeper import RunSweeper
@@ -42,10 +43,16 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     await pool.start()
     await sweeper.start()
     log.info("worker %s executing up to %d runs at once", pool.owner, concurrency)
+    exporter = None
+    if settings.metrics and settings.metrics_port:
+        exporter = await metrics_server.start("0.0.0.0", settings.metrics_port, scrape.queue_gauges(db))
+        log.info("metrics on :%d/metrics", settings.metrics_port)
     try:
         await stop.wait()
         log.info("stopping: finishing or releasing %d runs", pool.active)
     finally:
+        if exporter is not None:
+            exporter.close()
         await pool.stop()
         await sweeper.stop()
         await code.aclose()
