@@ -18,6 +18,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from assistd.events.base import Event, Subscription, error_event
+from assistd.observability import metrics
 
 log = logging.getLogger("assistd.sse")
 
@@ -65,6 +66,7 @@ async def run_events(
     subscription: Subscription, load_run: Callable[[], Awaitable[dict | None]]
 ) -> AsyncGenerator[bytes, None]:
     idle = 0.0
+    metrics.active_streams.inc()
     try:
         while True:
             # On a busy loop the wait can time out in the same turn as an event arrives: look again.
@@ -97,6 +99,7 @@ async def run_events(
         yield encode(error_event(f"Stream failed: {type(exc).__name__}"))
         yield DONE
     finally:
+        metrics.active_streams.dec()
         await subscription.close()
 
 

@@ -140,3 +140,18 @@ class ScrapeGauges:
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
+
+
+_MAX_MODELS = 100
+_models: set[str] = set()
+
+
+def model_label(name: str) -> str:
+    """A model name as a label value: the first 100 distinct names as they are, then ``other`` (clients
+    choose a run's model, and a label must stay bounded)."""
+    if name in _models:
+        return name
+    if len(_models) < _MAX_MODELS:
+        _models.add(name)
+        return name
+    return "other"

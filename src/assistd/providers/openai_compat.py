@@ -30,6 +30,8 @@ import openai
 from openai import AsyncOpenAI, AsyncStream, Timeout
 from openai._base_client import make_request_options
 
+from assistd.observability.upstream import ModelCall, upstream_label
+
 from .base import ChatEvent, ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class OpenAICompatibleProvider:
         retry_after_max: float = 60.0,
     ) -> None:
         self.base_url = base_url
+        self._upstream = upstream_label(base_url)
         self.upstream_model = upstream_model  # None: send the requested model name unchanged
         self.max_retries = max(0, max_retries)
         self.backoff_base = backoff_base
@@ -77,6 +80,7 @@ class OpenAICompatibleProvider:
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
         params = request_params(request, self.upstream_model or request.model)
         attempt = 0
+        call = ModelCall(self._upstream, request.model)
         while True:
             state = _StreamState()
             try:
@@ -103,9 +107,11 @@ class OpenAICompatibleProvider:
                     logger.warning(
                         "upstream %s: stream cut after finish (%r); usage estimated", self.base_url, exc.__cause__
                     )
+                    call.done()
                     yield state.usage(request.messages)
                     return
                 if not retryable or state.started or attempt >= self.max_retries:
+                    call.failed(error.code)
                     raise error from exc
                 delay = self._retry_delay(attempt, retry_after)
                 attempt += 1
@@ -113,8 +119,10 @@ class OpenAICompatibleProvider:
                     "upstream %s attempt %d/%d failed (%s: %s); retrying in %.2fs",
                     self.base_url, attempt, self.max_retries + 1, error.code, error.message, delay,
                 )  # fmt: skip
+                call.retried()
                 await asyncio.sleep(delay)
                 continue
+            call.done()
             yield state.usage(request.messages)
             return
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from assistd.observability import metrics
 from assistd.retrieval.chunking import AUTO_MAX_TOKENS, AUTO_OVERLAP, chunk
 from assistd.retrieval.index.types import IndexedChunk
 from assistd.retrieval.parse_limits import ParseLimits
@@ -37,4 +38,5 @@ async def prepare(data: bytes, filename: str, content_type: str | None, embedder
     text = await parse_isolated(data, filename, content_type, limits)
     pieces = [(c.text, c.tokens) for c in await asyncio.to_thread(chunk, text, max_tokens, overlap)]
     vectors = await embedder.embed([text for text, _ in pieces]) if pieces else []
+    metrics.chunks_embedded.inc(len(vectors))
     return [IndexedChunk(text, vector, tokens) for (text, tokens), vector in zip(pieces, vectors, strict=True)]

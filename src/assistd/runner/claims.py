@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy import or_, select, update
 
+from assistd.observability import runs as observe_runs
 from assistd.store.db import Database
 from assistd.store.tables import runs
 
@@ -22,7 +23,7 @@ async def claim(db: Database, owner: str, lease_seconds: float, limit: int) -> l
     now = time.time()
     async with db.write() as conn:
         stmt = (
-            select(runs.c.id, runs.c.project_id)
+            select(runs.c.id, runs.c.project_id, runs.c.lease_expires_at)
             .where(runs.c.status.in_(CLAIMABLE),
                    or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now))
             .order_by(runs.c.seq)
@@ -37,6 +38,7 @@ async def claim(db: Database, owner: str, lease_seconds: float, limit: int) -> l
             update(runs).where(runs.c.id.in_([r.id for r in rows]))
             .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
         )
+    observe_runs.leases_reclaimed(sum(r.lease_expires_at is not None for r in rows))  # a dead worker's
     return [(r.id, r.project_id) for r in rows]
 
 

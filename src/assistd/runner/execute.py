@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from assistd import ids
 from assistd.errors import APIError
 from assistd.events.base import Event, EventBus, error_event, run_channel
+from assistd.observability import runs as observe_runs
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
 from assistd.runner import context
@@ -116,6 +117,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                 self.run = self.head.run
             elif not await self._begin():
                 return
+            observe_runs.executing(self.run, self.project_id)
             while await self._model_turn():
                 pass
         except asyncio.CancelledError:
@@ -125,6 +127,8 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         except Exception as exc:  # a bug must not leave a run stuck in_progress forever
             log.exception("run %s crashed", self.run_id)
             await self._fail("server_error", f"Internal error while executing the run: {type(exc).__name__}")
+        finally:
+            observe_runs.execution_ended(self.run_id)
 
     async def _load_run(self, conn: AsyncConnection) -> dict[str, Any]:
         run = await objects.get_for_update(conn, runs, self.run_id)
@@ -181,6 +185,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             async with deadline, aclosing(provider.stream_chat(request)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
+                        observe_runs.first_token(self.run_id)
                         await self._on_text(event.text)
                         # Chunks that arrive together (a fast upstream, a burst after a stall) would all be
                         # handled before any stream here relays the first: let them relay each delta now.

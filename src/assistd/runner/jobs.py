@@ -31,6 +31,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
+from assistd.observability import metrics
 from assistd.store.db import Database
 from assistd.store.tables import jobs
 
@@ -111,6 +112,7 @@ async def complete(conn: AsyncConnection, job_id: str, owner: str, *, error: str
         .values(status="failed" if error else "done", lease_owner=None, lease_expires_at=None, last_error=error))
     if not result.rowcount:
         raise LeaseLost(job_id)
+    metrics.ingestion_jobs.labels("failed" if error else "completed").inc()
 
 
 async def heartbeat(db: Database, owner: str, job_ids: list[str], lease_seconds: float) -> set[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistd import ids
+from assistd.observability import runs as observe_runs
 
 RUN_TTL_SECONDS = 600
 ACTIVE_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
@@ -18,7 +19,7 @@ _STAMP = {"cancelled": "cancelled_at", "failed": "failed_at", "completed": "comp
 
 
 def new_step(run: dict[str, Any], step_type: str, details: dict[str, Any]) -> dict[str, Any]:
-    return {
+    step = {
         "id": ids.new_id("step"),
         "object": "thread.run.step",
         "created_at": ids.now(),
@@ -36,13 +37,17 @@ def new_step(run: dict[str, Any], step_type: str, details: dict[str, Any]) -> di
         "usage": None,
         "metadata": {},
     }
+    observe_runs.step_created(step)
+    return step
 
 
 def set_run_status(run: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
     """Move a run to ``status``, stamping the matching ``*_at`` and clearing ``expires_at`` when final."""
+    previous = run.get("status")
+    first_start = run.get("started_at") is None
     run["status"] = status
     now = ids.now()
-    if status == "in_progress" and run.get("started_at") is None:
+    if status == "in_progress" and first_start:
         run["started_at"] = now
     if status in ("cancelled", "failed", "completed", "expired"):
         stamp = _STAMP[status]
@@ -52,6 +57,7 @@ def set_run_status(run: dict[str, Any], status: str, **fields: Any) -> dict[str,
         run["expires_at"] = None
         run["required_action"] = None
     run.update(fields)
+    observe_runs.run_status_changed(run, previous, first_start)
     return run
 
 
@@ -60,6 +66,8 @@ def set_step_status(step: dict[str, Any], status: str, **fields: Any) -> dict[st
     if status in STEP_TERMINAL:
         step[_STAMP[status]] = ids.now()
     step.update(fields)
+    if status in STEP_TERMINAL:
+        observe_runs.step_status_changed(step)
     return step
 
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
+from assistd.observability import metrics
 from assistd.tools.code_interpreter import files as fs
 from assistd.tools.code_interpreter.results import (
     CodeInterpreterError,
@@ -38,6 +39,7 @@ class CodeInterpreter:
         self._ended: OrderedDict[str, None] = OrderedDict()  # threads whose session ended (bounded)
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
+        metrics.code_sessions.set_function(lambda: sum(s.alive for s in self._sessions.values()))
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless kernels can run here (probes bwrap once; blocking)."""
@@ -66,6 +68,7 @@ class CodeInterpreter:
                 await asyncio.to_thread(fs.write_input_file, workdir, file, owner)
             before = await asyncio.to_thread(fs.snapshot, workdir)
             raw = await session.execute(code, timeout or self.settings.timeout_seconds)
+            metrics.code_executions.labels("error" if raw.error else "ok").inc()
             after = await asyncio.to_thread(fs.snapshot, workdir)
         self._ensure_reaper()
         outputs: list[Logs | Image] = [Logs(raw.logs)] if raw.logs else []
