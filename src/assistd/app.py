@@ -15,6 +15,7 @@ from assistd import console
 from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
 from assistd.api.authenticate import Authenticate
 from assistd.api.hot import HotReads
+from assistd.api.rate_limit import RateLimit
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
 from assistd.blobstore import LocalBlobStore
@@ -26,9 +27,10 @@ from assistd.events.factory import create_bus
 from assistd.observability import health, metrics, scrape
 from assistd.observability.http import Observe
 from assistd.providers.router import ModelRouter
+from assistd.ratelimits import create_counters
 from assistd.runner.pool import WorkerPool
 from assistd.runner.sweeper import RunSweeper
-from assistd.services import ingestion
+from assistd.services import ingestion, rate_limits
 from assistd.services.auth import Authenticator
 from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED, TerminalStepCache
 from assistd.store.db import Database
@@ -87,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.step_cache = step_cache
         app.state.queue_gauges = scrape.queue_gauges(db)
+        counters = create_counters(settings, db)
+        app.state.rate_limits = rate_limits.current = rate_limits.RateLimits(db, counters, rate_limits.Limits(
+            settings.rate_limit_rpm, settings.rate_limit_tpm, settings.rate_limit_concurrent_runs))
         app.state.ready = True
         try:
             yield
@@ -103,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await router.aclose()
             if embedded is not None:
                 await embedded.aclose()
+            await counters.aclose()
             await bus.aclose()
             await db.close()
 
@@ -149,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        exempt_prefixes=("/v1/files", "/console/api/v1/files"))
     app.add_middleware(Authenticate, state=app.state)
     app.add_middleware(HotReads, state=app.state)
+    app.add_middleware(RateLimit, state=app.state)  # outside the hot GETs: they are limited too
     # Outermost: request id, access line and HTTP metrics for every answer (observability/http.py).
     app.add_middleware(Observe, access=settings.access_log)
     return app

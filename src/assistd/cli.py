@@ -43,6 +43,10 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_METRICS        Prometheus metrics on /metrics (default 1; 0 = off)
   ASSISTD_METRICS_PROJECT_LABEL  token counters labelled by project (default 1; 0 bounds cardinality)
   ASSISTD_METRICS_PORT   `assistd worker`: serve /metrics on this port (default: none)
+  ASSISTD_RATE_LIMIT_RPM default requests per minute per project (0 = unlimited, the default;
+                         `assistd projects limits NAME --rpm N` sets one project's)
+  ASSISTD_RATE_LIMIT_TPM default tokens per minute per project (0 = unlimited)
+  ASSISTD_RATE_LIMIT_CONCURRENT_RUNS default active runs per project (0 = unlimited)
   ASSISTD_DRAIN_SECONDS  on SIGTERM, /readyz says 503 this long before the server stops (default 0)
   (ASSISTD_MAX_FILE_BYTES and the code_interpreter's ASSISTD_CODE_*: see the README)
 """
@@ -152,11 +156,29 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(api_keys.command(_settings(args), args))
 
 
+def _projects(args: argparse.Namespace) -> int:
+    from assistd.services import project_commands
+
+    return asyncio.run(project_commands.limits_command(_settings(args), args))
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from assistd.services import project_commands
+
+    return asyncio.run(project_commands.usage_command(_settings(args), args))
+
+
 def _dev_upstream(args: argparse.Namespace) -> int:
     from assistd.devupstream import serve
 
     serve(args.host, args.port)
     return 0
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    from assistd.services.project_commands import add_limit_flags
+
+    add_limit_flags(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key; the secret is printed once")
     create.add_argument("--project", required=True, help="project name (created when new)")
     create.add_argument("--name", help="a label for the key")
+    _limit_flags(create)
     db_flag(create)
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
     db_flag(listing)
@@ -204,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     from assistd.transfer.command import add_commands as add_transfer_commands
 
     add_transfer_commands(sub, db_flag)  # export, import
+
+    project = sub.add_parser("projects", help="per-project settings")
+    project_sub = project.add_subparsers(dest="projects_command", required=True)
+    limits = project_sub.add_parser("limits", help="show or set a project's rate limits (-1: back to default)")
+    limits.add_argument("name", help="project name (created when new)")
+    _limit_flags(limits)
+    db_flag(limits)
+    project.set_defaults(func=_projects)
+
+    usage = sub.add_parser("usage", help="a project's tokens by model and day, and runs by final status")
+    usage.add_argument("--project", required=True, help="project name")
+    usage.add_argument("--days", type=int, default=30, help="the last N days (default 30)")
+    db_flag(usage)
+    usage.set_defaults(func=_usage)
 
     upstream = sub.add_parser("dev-upstream", help="run the scripted OpenAI-compatible model for tests/demos")
     upstream.add_argument("--host", default="127.0.0.1")

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     metrics_project_label: bool = Field(True, description="token counters carry a `project` label (0: off, "
                                         "for many projects)")
     metrics_port: int | None = Field(None, description="`assistd worker`: serve /metrics on this port")
+    rate_limit_rpm: int = Field(0, ge=0, description="default requests per minute per project (0: unlimited; "
+                                "`assistd projects limits` sets a project's own)")
+    rate_limit_tpm: int = Field(0, ge=0, description="default tokens per minute per project (0: unlimited)")
+    rate_limit_concurrent_runs: int = Field(0, ge=0, description="default active runs per project (0: unlimited)")
     drain_seconds: float = Field(0.0, ge=0, description="on SIGTERM, /readyz answers 503 for this long while "
                                  "requests are still served, then the server stops (set it above your load "
                                  "balancer's health-check interval × failures)")

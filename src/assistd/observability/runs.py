@@ -35,6 +35,7 @@ _executions: dict[str, _Execution] = {}
 _step_started: dict[str, float] = {}
 _projects: dict[str, str] = {}  # run id → project, for runs this process created or executes
 _queued_at: dict[str, float] = {}  # run id → when this process queued it (wall clock: another may take it)
+_ended: set[str] = set()  # runs given a final status, not yet saved (save_run records their usage)
 
 
 def _bounded(table: dict[str, Any]) -> None:
@@ -90,6 +91,8 @@ def run_status_changed(run: dict[str, Any], previous: str | None, first_start: b
     if status == "queued" and previous != "queued":
         _queued_at[run["id"]] = time.time()  # put back in the queue (tool outputs submitted)
         return
+    if status in _TERMINAL and previous not in _TERMINAL:
+        _ended.add(run["id"])
     if not metrics.ENABLED:
         return
     try:
@@ -115,6 +118,14 @@ def run_status_changed(run: dict[str, Any], previous: str | None, first_start: b
             metrics.completion_tokens.labels(model, project).inc(used["completion_tokens"])
     except Exception:
         log.debug("run instrumentation failed", exc_info=True)
+
+
+def take_ended(run_id: str) -> bool:
+    """True once for a run that reached its final status since it was last saved (services/runs.py)."""
+    if run_id in _ended:
+        _ended.discard(run_id)
+        return True
+    return False
 
 
 def step_created(step: dict[str, Any]) -> None:

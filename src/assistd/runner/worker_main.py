@@ -11,9 +11,10 @@ from assistd.config import Settings
 from assistd.events.factory import create_bus
 from assistd.observability import metrics_server, scrape
 from assistd.providers.router import ModelRouter
+from assistd.ratelimits import create_counters
 from assistd.runner.pool import WorkerPool
 from assistd.runner.sweeper import RunSweeper
-from assistd.services import ingestion
+from assistd.services import ingestion, rate_limits
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
 from assistd.tools.code_tool import CodeTool
@@ -43,6 +44,8 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
     await pool.start()
     await sweeper.start()
     log.info("worker %s executing up to %d runs at once", pool.owner, concurrency)
+    rate_limits.current = rate_limits.RateLimits(db, create_counters(settings, db), rate_limits.Limits(
+        settings.rate_limit_rpm, settings.rate_limit_tpm, settings.rate_limit_concurrent_runs))  # run tokens
     exporter = None
     if settings.metrics and settings.metrics_port:
         exporter = await metrics_server.start("0.0.0.0", settings.metrics_port, scrape.queue_gauges(db))

@@ -7,6 +7,7 @@ import datetime
 
 from assistd.config import Settings
 from assistd.services.auth import hash_secret, new_secret, redact
+from assistd.services.project_commands import limit_values, set_limits
 from assistd.store import keys as key_store
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
@@ -21,6 +22,7 @@ async def command(settings: Settings, args: argparse.Namespace) -> int:
             async with db.write() as conn:
                 project_id = await key_store.ensure_project(conn, args.project)
                 key_id = await key_store.add_key(conn, project_id, hash_secret(secret), redact(secret), args.name)
+            await set_limits(db, project_id, limit_values(args))
             print(f"created key {key_id} for project {args.project!r}; the secret (shown only now):")
             print(secret)
             return 0

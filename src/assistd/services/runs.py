@@ -24,6 +24,7 @@ from assistd.schemas.threads import CreateThread
 from assistd.services import assistants as assistant_service
 from assistd.services import messages as message_service
 from assistd.services import threads as thread_service
+from assistd.services import usage
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import ACTIVE_STATUSES, RUN_TTL_SECONDS, set_run_status, set_step_status
 from assistd.store import objects
@@ -37,6 +38,8 @@ async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
 
 async def save_run(conn: AsyncConnection, run: dict[str, Any], **columns: Any) -> None:
     await objects.save_object(conn, runs, run, status=run["status"], expires_at=run["expires_at"], **columns)
+    if observe_runs.take_ended(run["id"]):
+        await usage.record_run_end(conn, run)  # in the transaction that ends the run
 
 
 async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:

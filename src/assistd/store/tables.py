@@ -32,6 +32,33 @@ projects = Table(
     Column("id", String(64), primary_key=True),
     Column("name", String(256), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
+    # Rate limits (services/rate_limits.py); NULL = the ASSISTD_RATE_LIMIT_* default, 0 = unlimited.
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("max_concurrent_runs", Integer, nullable=True),
+)
+
+# Requests and tokens used per project and one-minute window, shared by every process (PostgreSQL backend).
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+)
+
+# Usage per project, UTC day and model, updated in the transaction that ends each run.
+USAGE_STATUSES = ("completed", "failed", "cancelled", "expired", "incomplete")
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("project_id", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("model", String(256), primary_key=True),
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    *(Column(f"runs_{status}", BigInteger, nullable=False, server_default="0") for status in USAGE_STATUSES),
 )
 
 api_keys = Table(
@@ -81,6 +108,7 @@ runs = _object_table(
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
     Column("expires_at", BigInteger, nullable=True),
+    Column("trace_context", String(128), nullable=True),  # W3C traceparent of the request that created it
 )
 Index("ix_runs_thread", runs.c.thread_id, runs.c.created_at, runs.c.seq)
 Index("ix_runs_status", runs.c.status, runs.c.lease_expires_at)

@@ -1,0 +1,62 @@
+"""Usage per project: tokens by model and UTC day, runs by final status — recorded as each run ends.
+
+``record_run_end`` runs inside the transaction that stores the run's final status (services/runs.py
+``save_run``), so the table never disagrees with the runs it counts; reads (``for_project``, the
+``assistd usage`` command, the console) sum a few rows instead of every run.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assistd.services import rate_limits
+from assistd.store.db import Database
+from assistd.store.tables import USAGE_STATUSES, projects, runs, usage_daily
+
+
+def _today() -> str:
+    return datetime.datetime.now(datetime.UTC).date().isoformat()
+
+
+async def record_run_end(conn: AsyncConnection, run: dict[str, Any]) -> None:
+    status = run.get("status")
+    if status not in USAGE_STATUSES:
+        return
+    project_id = (await conn.execute(select(runs.c.project_id).where(runs.c.id == run["id"]))).scalar()
+    if project_id is None:
+        return
+    used = run.get("usage") or {}
+    prompt, completion = int(used.get("prompt_tokens") or 0), int(used.get("completion_tokens") or 0)
+    values = {"project_id": project_id, "day": _today(), "model": str(run.get("model") or "")[:256],
+              "prompt_tokens": prompt, "completion_tokens": completion,
+              **{f"runs_{s}": int(s == status) for s in USAGE_STATUSES}}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(usage_daily)
+    stmt = insert.values(**values)
+    added = {name: usage_daily.c[name] + stmt.excluded[name]
+             for name in ("prompt_tokens", "completion_tokens", f"runs_{status}")}
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[usage_daily.c.project_id, usage_daily.c.day, usage_daily.c.model], set_=added))
+    if rate_limits.current is not None:
+        rate_limits.current.tokens_used(project_id, prompt + completion)
+
+
+async def for_project(db: Database, project_id: str, since_day: str | None = None) -> list[dict[str, Any]]:
+    """One row per (day, model), oldest first: tokens and runs by final status."""
+    stmt = select(usage_daily).where(usage_daily.c.project_id == project_id)
+    if since_day is not None:
+        stmt = stmt.where(usage_daily.c.day >= since_day)
+    async with db.read() as conn:
+        rows = (await conn.execute(stmt.order_by(usage_daily.c.day, usage_daily.c.model))).mappings().all()
+    return [{"day": r["day"], "model": r["model"], "prompt_tokens": r["prompt_tokens"],
+             "completion_tokens": r["completion_tokens"],
+             "runs": {s: r[f"runs_{s}"] for s in USAGE_STATUSES}} for r in rows]
+
+
+async def project_id_named(db: Database, name: str) -> str | None:
+    async with db.read() as conn:
+        return (await conn.execute(select(projects.c.id).where(projects.c.name == name))).scalar()
