@@ -165,8 +165,10 @@ def assistd_server(database_url: str, *, data_dir: Path, api_key: str = TEST_KEY
     launcher = ["-m", "bench.ablate", ablate] if ablate else ["-m", "assistd.cli"]
     return Server(
         "assistd", [sys.executable, *launcher, "serve", "--port", str(port)], port,
+        # No access log (as before it existed; set ASSISTD_ACCESS_LOG=1 in the environment to measure it).
         env={"ASSISTD_DATABASE_URL": database_url, "ASSISTD_DATA_DIR": str(data_dir),
-             "ASSISTD_API_KEYS": api_key, **(env or {})},
+             "ASSISTD_API_KEYS": api_key, "ASSISTD_ACCESS_LOG": os.environ.get("ASSISTD_ACCESS_LOG", "0"),
+             **(env or {})},
     )
 
 

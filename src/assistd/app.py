@@ -24,7 +24,7 @@ from assistd.devupstream.embedded import EmbeddedUpstream
 from assistd.errors import error_body
 from assistd.events.base import Subscription
 from assistd.events.factory import create_bus
-from assistd.observability import health, metrics, scrape
+from assistd.observability import health, metrics, scrape, tracing
 from assistd.observability.http import Observe
 from assistd.providers.router import ModelRouter
 from assistd.ratelimits import create_counters
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.setup()  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         await migrate(db)
         auth = Authenticator(db, settings.api_keys, dev_mode=settings.dev_mode)
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await counters.aclose()
             await bus.aclose()
             await db.close()
+            tracing.shutdown()
 
     app = FastAPI(
         title="assistd",

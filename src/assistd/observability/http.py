@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from assistd.observability import context, metrics
+from assistd.observability import context, metrics, tracing
 
 ROUTE_KEY = "assistd.route"  # set by layers that answer without FastAPI's router (api/hot.py)
 UNMATCHED = "other"
@@ -60,6 +60,9 @@ class Observe:
         started = time.perf_counter()
         status = 500  # what a crash before any response is answered with by the server
         token = context.enter_request(scope)
+        span = trace_token = None
+        if tracing.TRACER is not None:
+            span, trace_token = _server_span(scope)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -77,7 +80,22 @@ class Observe:
                 metrics.observe_http(route, scope["method"], status, seconds)
             if self.access:
                 _log_access(scope, route, status, seconds)
+            if span is not None:
+                span.update_name(f"{scope['method']} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                tracing.detach(trace_token)
+                tracing.end(span, error=str(status) if status >= 500 else None)
             context.leave_request(token)
+
+
+def _server_span(scope: Scope) -> tuple[Any, Any]:
+    carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+               if name in (b"traceparent", b"tracestate")}
+    span = tracing.start_span(scope["method"], kind="SERVER", parent=tracing.extract(carrier), attributes={
+        "http.request.method": scope["method"], "url.path": scope["path"], "url.scheme": scope.get("scheme", "http"),
+        "assistd.request_id": scope[context.REQUEST_ID_KEY]})
+    return span, tracing.attach(span)
 
 
 def _log_access(scope: Scope, route: str, status: int, seconds: float) -> None:

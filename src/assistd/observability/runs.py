@@ -9,11 +9,13 @@ counted too. Nothing here touches the database or can raise into the engine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from assistd.observability import context, metrics
+from assistd.observability import context, metrics, tracing
 
 log = logging.getLogger("assistd.observability")
 
@@ -22,13 +24,16 @@ _MAX_TRACKED = 10_000  # bounded: entries of runs/steps another process finishes
 
 
 class _Execution:
-    __slots__ = ("project", "model", "started", "first_token")
+    __slots__ = ("project", "model", "started", "first_token", "span", "token", "status")
 
     def __init__(self, project: str, model: str) -> None:
         self.project = project
         self.model = model
         self.started = time.perf_counter()
         self.first_token = False
+        self.span: Any = None
+        self.token: Any = None
+        self.status: str | None = None
 
 
 _executions: dict[str, _Execution] = {}
@@ -56,15 +61,35 @@ def run_queued(run: dict[str, Any], project_id: str) -> None:
     remember_project(run["id"], project_id)
 
 
-def executing(run: dict[str, Any], project_id: str) -> None:
-    """One execution of the run begins in this task: log ids and the clock of its first token."""
+async def executing(db: Any, run: dict[str, Any], project_id: str) -> None:
+    """One execution of the run begins in this task: log ids, the clock of its first token, and (traces on)
+    its ``invoke_agent`` span, a child of the request that created the run, whichever process that was."""
     try:
         context.bind(project=project_id, thread_id=run.get("thread_id"), run_id=run.get("id"))
-        _executions[run["id"]] = _Execution(project_id, metrics.model_label(str(run.get("model") or "")))
+        execution = _Execution(project_id, metrics.model_label(str(run.get("model") or "")))
+        _executions[run["id"]] = execution
         _bounded(_executions)
         remember_project(run["id"], project_id)
+        if tracing.TRACER is not None:
+            parent = await _trace_parent(db, run["id"])
+            execution.span = tracing.start_span(f"invoke_agent {run.get('assistant_id')}", parent=parent, attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai",
+                "gen_ai.agent.id": run.get("assistant_id") or "", "gen_ai.conversation.id": run.get("thread_id") or "",
+                "gen_ai.request.model": str(run.get("model") or ""), "assistd.run_id": run["id"],
+                "assistd.project_id": project_id})
+            execution.token = tracing.attach(execution.span)
     except Exception:  # instrumentation never breaks a run
         log.debug("run instrumentation failed", exc_info=True)
+
+
+async def _trace_parent(db: Any, run_id: str) -> Any:
+    from sqlalchemy import select
+
+    from assistd.store.tables import runs
+
+    async with db.read() as conn:
+        traceparent = (await conn.execute(select(runs.c.trace_context).where(runs.c.id == run_id))).scalar()
+    return tracing.extract({"traceparent": traceparent}) if traceparent else None
 
 
 def first_token(run_id: str) -> None:
@@ -77,7 +102,38 @@ def first_token(run_id: str) -> None:
 
 
 def execution_ended(run_id: str) -> None:
-    _executions.pop(run_id, None)
+    execution = _executions.pop(run_id, None)
+    if execution is not None and execution.span is not None:
+        try:
+            execution.span.set_attribute("assistd.run_status", execution.status or "")
+            tracing.detach(execution.token)
+            tracing.end(execution.span, error=execution.status if execution.status == "failed" else None)
+        except Exception:
+            log.debug("run instrumentation failed", exc_info=True)
+
+
+@contextlib.contextmanager
+def tool_call(tool: str, call_id: str | None = None) -> Iterator[None]:
+    """A server-side tool's execution: ``assistd_execute_tool_duration_seconds`` and an ``execute_tool`` span."""
+    span = None
+    if tracing.TRACER is not None:
+        span = tracing.start_span(f"execute_tool {tool}", attributes={
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "gen_ai.tool.type": "extension",
+            **({"gen_ai.tool.call.id": call_id} if call_id else {})})
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        yield
+    except BaseException as exc:
+        outcome = "error"
+        if span is not None:
+            tracing.end(span, error=type(exc).__name__)
+            span = None
+        raise
+    finally:
+        tool_executed(tool, time.perf_counter() - started, outcome)
+        if span is not None:
+            tracing.end(span)
 
 
 def leases_reclaimed(count: int) -> None:
@@ -93,6 +149,9 @@ def run_status_changed(run: dict[str, Any], previous: str | None, first_start: b
         return
     if status in _TERMINAL and previous not in _TERMINAL:
         _ended.add(run["id"])
+    execution = _executions.get(run.get("id", ""))
+    if execution is not None:
+        execution.status = status
     if not metrics.ENABLED:
         return
     try:

@@ -107,8 +107,9 @@ class OpenAICompatibleProvider:
                     logger.warning(
                         "upstream %s: stream cut after finish (%r); usage estimated", self.base_url, exc.__cause__
                     )
-                    call.done()
-                    yield state.usage(request.messages)
+                    used = state.usage(request.messages)
+                    call.done(used.prompt_tokens, used.completion_tokens)
+                    yield used
                     return
                 if not retryable or state.started or attempt >= self.max_retries:
                     call.failed(error.code)
@@ -122,8 +123,9 @@ class OpenAICompatibleProvider:
                 call.retried()
                 await asyncio.sleep(delay)
                 continue
-            call.done()
-            yield state.usage(request.messages)
+            used = state.usage(request.messages)
+            call.done(used.prompt_tokens, used.completion_tokens)
+            yield used
             return
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:

@@ -117,7 +117,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                 self.run = self.head.run
             elif not await self._begin():
                 return
-            observe_runs.executing(self.run, self.project_id)
+            await observe_runs.executing(self.db, self.run, self.project_id)
             while await self._model_turn():
                 pass
         except asyncio.CancelledError:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assistd.observability import runs as observe_runs
 from assistd.runner import context
 from assistd.services import citations
 from assistd.services.outbox import Outbox
@@ -62,9 +63,10 @@ class SearchSteps:
             hits = []
             if query:
                 assert self.retrieval is not None
-                hits = await vector_search.search(
-                    self.db, self.retrieval.index, self.retrieval.embedder(), self.project_id, store_ids, query,
-                    max_num_results=settings.max_num_results, ranking_options=settings.ranking_options)
+                with observe_runs.tool_call("file_search", call["id"]):
+                    hits = await vector_search.search(
+                        self.db, self.retrieval.index, self.retrieval.embedder(), self.project_id, store_ids, query,
+                        max_num_results=settings.max_num_results, ranking_options=settings.ranking_options)
             entries.append(file_search.entry(call["id"], self._search_name or file_search.FUNCTION_NAME,
                                              call["arguments"], self._next_source + k, settings,
                                              file_search.trim_to_budget(hits, per_call)))

@@ -9,7 +9,7 @@ import signal
 from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings
 from assistd.events.factory import create_bus
-from assistd.observability import metrics_server, scrape
+from assistd.observability import metrics_server, scrape, tracing
 from assistd.providers.router import ModelRouter
 from assistd.ratelimits import create_counters
 from assistd.runner.pool import WorkerPool
@@ -23,6 +23,7 @@ log = logging.getLogger("assistd.worker")
 
 
 async def run_worker(settings: Settings, concurrency: int) -> None:
+    tracing.setup("assistd-worker")  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     await migrate(db)
     router = ModelRouter.from_settings(settings)
@@ -63,3 +64,4 @@ async def run_worker(settings: Settings, concurrency: int) -> None:
         await router.aclose()
         await bus.aclose()
         await db.close()
+        tracing.shutdown()

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from assistd import ids
 from assistd.errors import Conflict, InvalidRequest, NotFound
 from assistd.observability import runs as observe_runs
+from assistd.observability import tracing
 from assistd.pagination import Page, PageParams
 from assistd.schemas.common import response_format_value, tool_dicts
 from assistd.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, SubmitToolOutputs
@@ -165,7 +166,8 @@ async def _start(
     observe_runs.run_queued(run, project_id)
     stored, columns = _take(run, lease, outbox)
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
-                                status=stored["status"], expires_at=run["expires_at"], **columns)
+                                status=stored["status"], expires_at=run["expires_at"],
+                                trace_context=tracing.current_traceparent(), **columns)
     return run
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from assistd.observability import metrics
+from assistd.observability import runs as observe_runs
 from assistd.tools.code_interpreter import files as fs
 from assistd.tools.code_interpreter.results import (
     CodeInterpreterError,
@@ -67,7 +68,8 @@ class CodeInterpreter:
             for file in files:
                 await asyncio.to_thread(fs.write_input_file, workdir, file, owner)
             before = await asyncio.to_thread(fs.snapshot, workdir)
-            raw = await session.execute(code, timeout or self.settings.timeout_seconds)
+            with observe_runs.tool_call("code_interpreter"):
+                raw = await session.execute(code, timeout or self.settings.timeout_seconds)
             metrics.code_executions.labels("error" if raw.error else "ok").inc()
             after = await asyncio.to_thread(fs.snapshot, workdir)
         self._ensure_reaper()
