@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from openai import OpenAI
 
 from tests.conftest import KEY_A
@@ -225,3 +226,28 @@ def test_metrics_can_be_switched_off(database_url: str, upstream: LiveProcess, t
             r = httpx.get(f"{proc.url}/metrics")
             assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
 
+
+
+def test_worker_serves_its_own_metrics(database_url: str, is_postgres: bool, upstream: LiveProcess,
+                                       tmp_path: Path) -> None:
+    if not is_postgres:
+        pytest.skip("`assistd worker` runs beside `serve` on PostgreSQL only")
+    from tests.run_helpers import WorkerProcess, sdk
+    from tests.servers import free_port
+
+    port = free_port()
+    with fresh_database(database_url, tmp_path) as url:
+        with serve(server_env(url, upstream, tmp_path, ASSISTD_WORKERS="0")) as api:
+            client = sdk(api)
+            env = server_env(url, upstream, tmp_path, ASSISTD_WORKERS="2", ASSISTD_METRICS_PORT=str(port))
+            with WorkerProcess(env):
+                worker_url = f"http://127.0.0.1:{port}"
+                before = scrape(worker_url)
+                run = run_to_end(client, "[reply: from the worker]")
+                after = scrape(worker_url)
+                model = run["model"]
+                assert value(after, "assistd_runs_total", status="completed", model=model) == \
+                    value(before, "assistd_runs_total", status="completed", model=model) + 1
+                assert value(after, "assistd_run_queue_wait_seconds_count", model=model) >= 1
+                # The API-only server executed nothing: its run counters did not move.
+                assert value(scrape(api.url), "assistd_runs_total", status="completed", model=model) == 0
