@@ -148,6 +148,8 @@ def run_status_changed(run: dict[str, Any], previous: str | None, first_start: b
         _queued_at[run["id"]] = time.time()  # put back in the queue (tool outputs submitted)
         return
     if status in _TERMINAL and previous not in _TERMINAL:
+        if len(_ended) > _MAX_TRACKED:  # ended copies never saved (none today) must not pile up
+            _ended.clear()
         _ended.add(run["id"])
     execution = _executions.get(run.get("id", ""))
     if execution is not None:
