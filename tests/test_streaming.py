@@ -783,3 +783,31 @@ def test_response_closes_the_subscription_when_the_client_disconnects(spec_versi
         assert sub.closed == 1, "subscription still open after the response returned"
 
     asyncio.run(main())
+
+
+def test_writer_sends_the_requests_own_events_before_a_worker_elsewhere_that_was_faster():
+    """The request that queues a run publishes its events after its commit; a worker in another process
+    may claim the run and be heard first. The stream still opens with the request's own events, in their
+    order, and carries each once (issue 13)."""
+    from assistd.events.memory import MemoryBus
+    from assistd.events.prelude import PreludeSubscription
+    from assistd.services.outbox import Outbox
+
+    async def main() -> list[bytes]:
+        bus, channel = MemoryBus(), "run:" + a_run("queued")["id"]
+        sub = await bus.subscribe(channel)  # taken inside the transaction
+        outbox = Outbox(a_run("queued")["id"])
+        outbox.add("thread.run.created", a_run("queued"))
+        outbox.add("thread.run.queued", a_run("queued"))
+        await bus.publish(channel, Event("thread.run.in_progress", a_run("in_progress")))  # the worker, first
+        stream = PreludeSubscription(sub, outbox.items)
+        await outbox.flush(bus)
+        await bus.publish(channel, Event("thread.run.completed", a_run("completed")))
+        chunks = []
+        async for chunk in sse.run_events(stream, None):  # type: ignore[arg-type]
+            chunks.append(chunk)
+        return chunks
+
+    s = written(asyncio.run(asyncio.wait_for(main(), 10)))
+    assert s.names() == ["thread.run.created", "thread.run.queued", "thread.run.in_progress",
+                         "thread.run.completed", "done"]

@@ -151,3 +151,56 @@ def test_worker_killed_mid_stream_ends_the_stream_with_an_error_and_the_run_stil
             assert done["status"] == "completed"
         (answer,) = messages_of(client, thread.id, role="assistant")
         assert text(answer) == " ".join(["tok"] * 40)
+
+
+HOSTED_TEXT_RUN = [
+    "thread.run.created", "thread.run.queued", "thread.run.in_progress",
+    "thread.run.step.created", "thread.run.step.in_progress",
+    "thread.message.created", "thread.message.in_progress", "thread.message.delta",
+    "thread.message.completed", "thread.run.step.completed", "thread.run.completed", "done",
+]
+
+
+async def _astream(http, path: str, body: dict) -> list[str]:
+    """The event names of one stream, consecutive deltas as one."""
+    names: list[str] = []
+    async with http.stream("POST", path, json=body) as response:
+        assert response.status_code == 200, await response.aread()
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+                if not (names and name == names[-1] == "thread.message.delta"):
+                    names.append(name)
+    return names
+
+
+def test_many_concurrent_streams_across_processes_each_carry_every_event_once_in_order(split_env):
+    """One API-only serve, two workers, ~50 streams at once: a worker claims a run (woken over the bus)
+    while the serve is still publishing the run's created/queued — each stream must still carry them,
+    once, before the worker's in_progress (issue 13)."""
+    import asyncio
+
+    import httpx
+
+    api_env, worker_env = split_env()
+    # A slot free for every run (claimed as soon as seen); the default lease: no reclaim on a loaded machine.
+    worker_env = {**worker_env, "ASSISTD_WORKERS": "32", "ASSISTD_LEASE_SECONDS": "10"}
+    port = free_port()
+    with LiveProcess(["serve", "--port", str(port)], port, env=api_env) as api, \
+            WorkerProcess(worker_env), WorkerProcess(worker_env):
+        client = sdk(api)
+        assistant = new_assistant(client)
+        m = marker("xmany")
+        threads = [new_thread(client, f"{m}-{i} [tokens: 3]").id for i in range(100)]
+
+        async def main() -> list[list[str]]:
+            limits = httpx.Limits(max_connections=100)
+            async with httpx.AsyncClient(base_url=f"{api.url}/v1", timeout=60, limits=limits,
+                                         headers={"Authorization": "Bearer sk-x"}) as http:
+                return await asyncio.gather(*(
+                    _astream(http, f"/threads/{t}/runs", {"assistant_id": assistant.id, "stream": True})
+                    for t in threads))
+
+        streams = asyncio.run(main())
+        wrong = [names for names in streams if names != HOSTED_TEXT_RUN]
+        assert not wrong, f"{len(wrong)} of {len(streams)} streams out of order, e.g. {wrong[0]}"

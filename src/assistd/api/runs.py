@@ -14,6 +14,7 @@ from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.api.sse import run_events, sse_response
 from assistd.events.base import Event, Subscription, run_channel
+from assistd.events.prelude import PreludeSubscription
 from assistd.runner.pool import WAKE_CHANNEL
 from assistd.schemas.runs import CreateRun, CreateThreadAndRun, ModifyRun, SubmitToolOutputs
 from assistd.services import runs as service
@@ -59,6 +60,7 @@ async def _subscribe(request: Request, run_id: str) -> Subscription:
 
 
 def _stream(request: Request, db: Database, project: str, run: dict, sub: Subscription) -> Response:
+    """The run's events as SSE; ``sub`` already hands out this request's own events first."""
     async def load_run() -> dict | None:
         async with db.read() as conn:
             return await service.get(conn, project, run["thread_id"], run["id"])
@@ -92,6 +94,8 @@ async def _commit_and_answer(
             if stream:
                 sub = await _subscribe(request, run["id"])
         committed = True
+        if sub is not None:  # its own events first, whatever a worker elsewhere publishes before they are flushed
+            sub = PreludeSubscription(sub, outbox.items)
         await _after_commit(request, outbox, run["id"], lease=lease)
     except BaseException:
         if sub is not None:  # no stream will read it

@@ -9,7 +9,6 @@ ends even if the process executing the run could not deliver its events here.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
@@ -43,12 +42,8 @@ def _stops(event: Event) -> bool:
 
 
 def _queued(subscription: Subscription) -> Event | None:
-    """The next event already waiting, without waiting. The bus's subscriptions queue events in an
-    ``asyncio.Queue``; with any other kind, None."""
-    queue = getattr(subscription, "queue", None)
-    if isinstance(queue, asyncio.Queue) and not queue.empty():
-        return queue.get_nowait()
-    return None
+    """The next event already waiting, without waiting."""
+    return subscription.ready()
 
 
 def _with_waiting(subscription: Subscription, event: Event) -> tuple[bytes, bool]:

@@ -43,6 +43,10 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    def ready(self) -> Event | None:
+        """The next event if one is already waiting, without waiting (None: none, or not known)."""
+        return None
+
     async def __aenter__(self) -> Subscription:
         return self
 

@@ -29,6 +29,9 @@ class _MemorySubscription(Subscription):
         except TimeoutError:
             return None
 
+    def ready(self) -> Event | None:
+        return self.queue.get_nowait() if not self.queue.empty() else None
+
     async def close(self) -> None:
         self._bus._remove(self._channel, self)
 
