@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from assistd import ids
-from assistd.errors import APIError
 from assistd.events.base import Event, run_channel
 from assistd.providers.base import ToolCallDelta
 from assistd.services.outbox import Outbox
@@ -23,7 +22,7 @@ from assistd.services.run_objects import (
 )
 from assistd.services.runs import insert_step
 from assistd.services.step_render import shown
-from assistd.tools import code_tool
+from assistd.tools import code_outputs, code_tool
 
 if TYPE_CHECKING:
     pass
@@ -105,7 +104,9 @@ class CodeSteps:
                 raise
             provided.update(fid for fid, _ in inputs)
             inputs = []
-            images, files_out, skipped = await self._save_outputs(entry["id"], result)
+            saved = await code_outputs.save_outputs(self.db, tool.blobs, self.project_id, entry["id"], result,
+                                                    self.run_id)
+            images, files_out, skipped = saved.images, saved.written, saved.skipped
             logs = result.logs
             if result.error and result.error not in logs:
                 logs += ("" if not logs or logs.endswith("\n") else "\n") + f"[{result.error}]\n"
@@ -120,35 +121,3 @@ class CodeSteps:
             if outputs:
                 await self._publish_code_piece(index, {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]})
         self._code_ran = True
-
-    async def _save_outputs(self, call_id: str, result: Any) -> tuple[list[str], dict[str, str], list[str]]:
-        """The execution's images and the files it wrote, as files (purpose ``assistants_output``)."""
-        from assistd.services import files as file_service
-
-        assert self.code is not None
-        blobs = self.code.blobs
-        images: list[str] = []
-        written: dict[str, str] = {}
-        skipped: list[str] = []
-        limit = file_service.max_file_bytes()
-        if not result.images and not result.files_created:
-            return images, written, skipped
-        async with self.db.write() as conn:
-            for i, png in enumerate(result.images):
-                file = await file_service.create_file(conn, blobs, self.project_id, f"{call_id}-image-{i}.png",
-                                                      "assistants_output", code_tool.chunks_of(png))
-                images.append(file["id"])
-            for k, created in enumerate(result.files_created):
-                if k >= code_tool.MAX_FILES_PER_EXECUTION or created.size > limit:
-                    skipped.append(created.name)
-                    continue
-                try:
-                    data = await asyncio.to_thread(created.read_bytes, limit)
-                    file = await file_service.create_file(conn, blobs, self.project_id, created.name,
-                                                          "assistants_output", code_tool.chunks_of(data))
-                except (OSError, APIError, ValueError) as exc:
-                    log.warning("run %s: output file %s not saved: %s", self.run_id, created.name, exc)
-                    skipped.append(created.name)
-                    continue
-                written[created.name] = file["id"]
-        return images, written, skipped

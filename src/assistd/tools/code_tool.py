@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,6 @@ FALLBACK_NAME = "run_python_code"  # when a client function is already called co
 PRIVATE = "_assistd"
 # A run's executions at most; past this the tool is no longer offered and the model has to answer.
 MAX_EXECUTIONS = 20
-MAX_FILES_PER_EXECUTION = 20
 MAX_OUTPUT_CHARS_FOR_MODEL = 20_000
 
 DESCRIPTION = (
@@ -226,10 +225,6 @@ def file_path_annotations(text: str, files: dict[str, str]) -> list[dict[str, An
             out.append({"type": "file_path", "text": link, "file_path": {"file_id": file_id},
                         "start_index": m.start(), "end_index": m.start() + len(link)})
     return out
-
-
-async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 # --- the engine, one per process ---------------------------------------------------------------------------
