@@ -21,16 +21,14 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assistd import ids
 from assistd.events.base import Event, run_channel
-from assistd.services import citations
+from assistd.runner import endings
 from assistd.services import messages as message_service
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import message_delta, new_step, set_step_status
 from assistd.services.runs import insert_step
 from assistd.store import objects
 from assistd.store.tables import messages, run_steps
-from assistd.tools import code_tool
 
 log = logging.getLogger("assistd.runner")
 
@@ -59,8 +57,8 @@ class AnswerSteps:
         outbox.add("thread.message.in_progress", message)
 
     def _adopt_answer(self, answer: Answer) -> dict[str, Any]:
-        self._message, self._message_step = answer
-        self._text_index = sum(1 for p in answer[0]["content"] if p["type"] == "image_file")
+        self.turn.message, self.turn.message_step = answer
+        self.turn.text_index = sum(1 for p in answer[0]["content"] if p["type"] == "image_file")
         return answer[0]
 
     # --- prepared ahead of the model's answer -------------------------------------------------------
@@ -115,8 +113,8 @@ class AnswerSteps:
     # --- streamed ---------------------------------------------------------------------------------------
 
     async def _ensure_message(self) -> dict[str, Any]:
-        if self._message is not None:
-            return self._message
+        if self.turn.message is not None:
+            return self.turn.message
         outbox = Outbox(self.run_id)
         prepared = await self._unannounced_answer()
         if prepared is not None:
@@ -125,7 +123,7 @@ class AnswerSteps:
             await outbox.flush(self.bus)
             return message
         async with self.db.write() as conn:
-            orphan = self._orphans.pop("message_creation", None)
+            orphan = self.turn.orphans.pop("message_creation", None)
             if orphan is not None:  # an interrupted attempt's answer: rewrite it in place
                 message_id = orphan["step_details"]["message_creation"]["message_id"]
                 adopted = await objects.get_object(conn, messages, message_id)
@@ -143,9 +141,9 @@ class AnswerSteps:
         if not text:
             return
         message = await self._ensure_message()
-        self._text.append(text)
+        self.turn.text.append(text)
         await self.bus.publish(run_channel(self.run_id),
-                               Event("thread.message.delta", message_delta(message["id"], self._text_index, text)))
+                               Event("thread.message.delta", message_delta(message["id"], self.turn.text_index, text)))
 
     # --- closed -------------------------------------------------------------------------------------------
 
@@ -164,18 +162,5 @@ class AnswerSteps:
 
     def _close_message(self, message: dict[str, Any], status: str, reason: str | None) -> list[dict[str, Any]]:
         """Store the answer in the message and close it; returns its citations as delta parts."""
-        text = "".join(self._text)
-        images = [p for p in message["content"] if p["type"] == "image_file"] or self._image_parts()
-        if text or not message["content"] or len(images) == len(message["content"]):
-            message["content"] = images + ([message_service.text_content(text)] if text or not images else [])
-        files = self._code_files
-        annotations = citations.apply(message, self._sources,
-                                      extra=lambda value: code_tool.file_path_annotations(value, files))
-        message["status"] = status
-        now = ids.now()
-        if status == "completed":
-            message["completed_at"] = now
-        else:
-            message["incomplete_at"] = now
-            message["incomplete_details"] = {"reason": reason} if reason else None
-        return annotations
+        return endings.close_message(message, status, reason, text="".join(self.turn.text),
+                                     take_images=self._image_parts, sources=self._sources, files=self._code_files)

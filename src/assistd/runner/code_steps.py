@@ -40,27 +40,27 @@ class CodeSteps:
         return parts
 
     async def _publish_code_piece(self, index: int, piece: dict[str, Any]) -> None:
-        assert self._code_step is not None
+        assert self.turn.code_step is not None
         await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
-            self._code_step["id"], index, {"type": "code_interpreter", "code_interpreter": piece})))
+            self.turn.code_step["id"], index, {"type": "code_interpreter", "code_interpreter": piece})))
 
     async def _on_code_delta(self, delta: ToolCallDelta) -> None:
         """A piece of a code_interpreter call: its step shows the code as the model writes it."""
-        entry = self._code_calls.get(delta.index)
+        entry = self.turn.code_calls.get(delta.index)
         if entry is None:
             entry = code_tool.new_entry(delta.id or ids.new_id("tool_call"), self._code_name or "")
-            self._code_calls[delta.index] = entry
-            if self._code_step is None:
+            self.turn.code_calls[delta.index] = entry
+            if self.turn.code_step is None:
                 outbox = Outbox(self.run_id)
                 async with self.db.write() as conn:
                     step = new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": [entry]})
                     await insert_step(conn, self.project_id, step)
                     outbox.add("thread.run.step.created", shown(step))
                     outbox.add("thread.run.step.in_progress", shown(step))
-                self._code_step = step
+                self.turn.code_step = step
                 await outbox.flush(self.bus)
             await self.bus.publish(run_channel(self.run_id), Event("thread.run.step.delta", tool_call_delta(
-                self._code_step["id"], len(self._code_calls) - 1,
+                self.turn.code_step["id"], len(self.turn.code_calls) - 1,
                 {"id": entry["id"], "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}})))
         private = entry[code_tool.PRIVATE]
         private["arguments"] += delta.arguments
@@ -70,7 +70,7 @@ class CodeSteps:
         written = entry["code_interpreter"]["input"]
         if len(code) > len(written) and code.startswith(written):
             entry["code_interpreter"]["input"] = code
-            index = list(self._code_calls.values()).index(entry)
+            index = list(self.turn.code_calls.values()).index(entry)
             await self._publish_code_piece(index, {"input": code[len(written):]})
 
     async def _run_code(self) -> None:
@@ -83,7 +83,7 @@ class CodeSteps:
         provided = tool.provided.setdefault(thread_id, set())
         async with self.db.read() as conn:
             inputs = await code_tool.input_files(conn, tool.blobs, self.project_id, self.run, provided)
-        for index, entry in enumerate(self._code_calls.values()):
+        for index, entry in enumerate(self.turn.code_calls.values()):
             code = code_tool.code_of(entry[code_tool.PRIVATE]["arguments"])
             await self._stream_input(entry, code)
             entry["code_interpreter"]["input"] = code
@@ -120,4 +120,4 @@ class CodeSteps:
             self._code_files.update(files_out)  # (its images go in the next turn's answer: see _plan_code)
             if outputs:
                 await self._publish_code_piece(index, {"outputs": [{"index": i, **o} for i, o in enumerate(outputs)]})
-        self._code_ran = True
+        self.turn.code_ran = True

@@ -1,107 +1,118 @@
-"""How a run ends when it does not simply answer: cancelled, expired, failed, incomplete — every
-open step and message closed with it, in one transaction.
+"""How a run ends when it does not simply answer: cancelled, expired, failed, incomplete — every open
+step and message closed with it, in the caller's transaction.
 
-A mixin of :class:`assistd.runner.execute.RunExecutor`; it shares the executor's state.
+Plain functions: the executor calls them with what its attempt holds in memory (``Live``: the answer
+being streamed, the tool calls streamed so far), the sweeper (runner/sweeper.py) with nothing, for a run
+nobody executes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assistd import ids
+from assistd.services import citations
+from assistd.services import messages as message_service
 from assistd.services.outbox import Outbox
-from assistd.services.run_objects import (
-    TERMINAL_STATUSES,
-    set_run_status,
-    set_step_status,
-    sum_usage,
-)
-from assistd.services.runs import save_run, save_step
+from assistd.services.run_objects import set_run_status, set_step_status, sum_usage
+from assistd.services.runs import list_run_steps, save_run, save_step
 from assistd.services.step_render import shown
 from assistd.store import objects
 from assistd.store.tables import messages
+from assistd.tools import code_tool
 
-if TYPE_CHECKING:
-    pass
+# A run's final status → what its open steps become, and why its open message stops.
+_OPEN_WORK_ENDS = {
+    "cancelled": ("cancelled", "run_cancelled"),
+    "expired": ("expired", "run_expired"),
+    "failed": ("failed", "run_failed"),
+    "incomplete": ("cancelled", "max_tokens"),
+}
 
-log = logging.getLogger("assistd.runner")
+CloseMessage = Callable[[dict[str, Any], str, "str | None"], Any]
 
 
+def close_message(message: dict[str, Any], status: str, reason: str | None, *, text: str = "",
+                  take_images: Callable[[], list[dict[str, Any]]] = list,
+                  sources: citations.Sources | None = None, files: dict[str, str] | None = None,
+                  ) -> list[dict[str, Any]]:
+    """Store the answer (``text``, and the images not yet shown when it has none) in ``message`` and close
+    it; returns its citations as delta parts."""
+    images = [p for p in message["content"] if p["type"] == "image_file"] or take_images()
+    if text or not message["content"] or len(images) == len(message["content"]):
+        message["content"] = images + ([message_service.text_content(text)] if text or not images else [])
+    written = files or {}
+    annotations = citations.apply(message, sources or {},
+                                  extra=lambda value: code_tool.file_path_annotations(value, written))
+    message["status"] = status
+    now = ids.now()
+    if status == "completed":
+        message["completed_at"] = now
+    else:
+        message["incomplete_at"] = now
+        message["incomplete_details"] = {"reason": reason} if reason else None
+    return annotations
 
-class RunEndings:
 
-    async def end_overdue(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-        """A run past expires_at that nobody executes (runner/sweeper.py): cancelled when its cancel was
-        asked, else expired."""
-        await (self._cancel_in if run["status"] == "cancelling" else self._expire_in)(conn, run, outbox)
+@dataclass
+class Live:
+    """What the attempt executing a run holds and has not stored: the answer being streamed (closed with
+    what was said so far) and, per open tool step, its calls as streamed or executed so far."""
 
-    async def _in_tx(self, action: Any, *args: Any) -> None:
-        self.settling = True
-        outbox = Outbox(self.run_id)
-        prepared = await self._unannounced_answer()
-        async with self.db.write() as conn:
-            run = await self._load_run(conn)
-            if prepared is not None:  # an answer inserted ahead but never given: as if never begun
-                await self._delete_answer(conn, prepared)
-            if run["status"] not in TERMINAL_STATUSES:
-                await action(conn, run, outbox, *args)
-        await outbox.flush(self.bus)
+    message: dict[str, Any] | None = None
+    close_message: CloseMessage = close_message
+    tool_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    async def _end_open_work(self, conn: AsyncConnection, outbox: Outbox, step_status: str, message_reason: str,
-                             last_error: dict | None = None) -> list[dict[str, Any]]:
-        """Close every in-progress step and message of the run; returns all its steps."""
-        steps = await self._steps(conn)
-        for step in steps:
-            if step["status"] != "in_progress":
-                continue
-            if step["type"] == "message_creation":
-                message_id = step["step_details"]["message_creation"]["message_id"]
-                message = (self._message if self._message and self._message["id"] == message_id
-                           else await objects.get_object(conn, messages, message_id))
-                if message is not None and message["status"] == "in_progress":
-                    self._close_message(message, "incomplete", message_reason)
-                    await objects.save_object(conn, messages, message)
-                    outbox.add("thread.message.incomplete", message)
-            elif self._tool_step is not None and step["id"] == self._tool_step["id"]:
-                step["step_details"]["tool_calls"] = list(self._calls.values())  # as streamed so far
-            elif self._code_step is not None and step["id"] == self._code_step["id"]:
-                step["step_details"]["tool_calls"] = list(self._code_calls.values())  # as executed so far
-            set_step_status(step, step_status, last_error=last_error if step_status == "failed" else None)
-            await save_step(conn, step)
-            outbox.add(f"thread.run.step.{step_status}", shown(step))
-        return steps
 
-    async def _cancel_in(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-        steps = await self._end_open_work(conn, outbox, "cancelled", "run_cancelled")
-        set_run_status(run, "cancelled", usage=sum_usage(steps))
-        await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-        outbox.add("thread.run.cancelled", run)
+async def close_open_work(conn: AsyncConnection, run_id: str, outbox: Outbox, step_status: str, message_reason: str,
+                          last_error: dict[str, Any] | None = None, live: Live | None = None) -> list[dict[str, Any]]:
+    """Close every in-progress step and message of the run; returns all its steps."""
+    live = live or Live()
+    steps = await list_run_steps(conn, run_id)
+    for step in steps:
+        if step["status"] != "in_progress":
+            continue
+        if step["type"] == "message_creation":
+            message_id = step["step_details"]["message_creation"]["message_id"]
+            message = (live.message if live.message and live.message["id"] == message_id
+                       else await objects.get_object(conn, messages, message_id))
+            if message is not None and message["status"] == "in_progress":
+                live.close_message(message, "incomplete", message_reason)
+                await objects.save_object(conn, messages, message)
+                outbox.add("thread.message.incomplete", message)
+        elif step["id"] in live.tool_calls:
+            step["step_details"]["tool_calls"] = live.tool_calls[step["id"]]
+        set_step_status(step, step_status, last_error=last_error if step_status == "failed" else None)
+        await save_step(conn, step)
+        outbox.add(f"thread.run.step.{step_status}", shown(step))
+    return steps
 
-    async def _expire_in(self, conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-        steps = await self._end_open_work(conn, outbox, "expired", "run_expired")
-        set_run_status(run, "expired", usage=sum_usage(steps))
-        await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-        outbox.add("thread.run.expired", run)
 
-    async def _finish_cancelled(self) -> None:
-        await asyncio.shield(self._in_tx(self._cancel_in))
+async def end_run(conn: AsyncConnection, run: dict[str, Any], outbox: Outbox, status: str, *,
+                  live: Live | None = None, error: tuple[str, str] | None = None,
+                  incomplete_reason: str | None = None) -> None:
+    """End ``run`` (locked by the caller) as ``status``, its open work closed; ``error``: (code, message)
+    of a failure; ``incomplete_reason``: which limit made it incomplete."""
+    step_status, message_reason = _OPEN_WORK_ENDS[status]
+    fields: dict[str, Any] = {}
+    step_error = None
+    if error is not None:
+        code, message = error
+        step_error = {"code": code if code != "invalid_prompt" else "server_error", "message": message}
+        fields["last_error"] = {"code": code, "message": message}
+    if incomplete_reason is not None:
+        fields["incomplete_details"] = {"reason": incomplete_reason}
+    steps = await close_open_work(conn, run["id"], outbox, step_status, message_reason, step_error, live)
+    set_run_status(run, status, **fields, usage=sum_usage(steps))
+    await save_run(conn, run, lease_owner=None, lease_expires_at=None)
+    outbox.add(f"thread.run.{status}", run)
 
-    async def _fail(self, code: str, message: str) -> None:
-        async def fail_in(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            step_error = {"code": code if code != "invalid_prompt" else "server_error", "message": message}
-            steps = await self._end_open_work(conn, outbox, "failed", "run_failed", step_error)
-            set_run_status(run, "failed", last_error={"code": code, "message": message}, usage=sum_usage(steps))
-            await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-            outbox.add("thread.run.failed", run)
-        await self._in_tx(fail_in)
 
-    async def _incomplete(self, reason: str) -> None:
-        async def incomplete_in(conn: AsyncConnection, run: dict, outbox: Outbox) -> None:
-            steps = await self._end_open_work(conn, outbox, "cancelled", "max_tokens")
-            set_run_status(run, "incomplete", incomplete_details={"reason": reason}, usage=sum_usage(steps))
-            await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-            outbox.add("thread.run.incomplete", run)
-        await self._in_tx(incomplete_in)
+async def end_overdue(conn: AsyncConnection, run: dict[str, Any], outbox: Outbox) -> None:
+    """A run past expires_at that nobody executes (runner/sweeper.py): cancelled when its cancel was
+    asked, else expired."""
+    await end_run(conn, run, outbox, "cancelled" if run["status"] == "cancelling" else "expired")

@@ -15,8 +15,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
@@ -25,11 +24,11 @@ from assistd.events.base import Event, EventBus, error_event, run_channel
 from assistd.observability import runs as observe_runs
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
-from assistd.runner import context
+from assistd.runner import context, endings
 from assistd.runner.answer_steps import Answer, AnswerSteps
 from assistd.runner.code_steps import CodeSteps
-from assistd.runner.endings import RunEndings
 from assistd.runner.search_steps import SearchSteps
+from assistd.runner.turn import Turn
 from assistd.services import citations
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import (
@@ -41,7 +40,7 @@ from assistd.services.run_objects import (
     tool_call_delta,
     usage,
 )
-from assistd.services.runs import insert_step, save_run, save_step
+from assistd.services.runs import insert_step, list_run_steps, save_run, save_step
 from assistd.services.step_render import shown
 from assistd.store import objects
 from assistd.store.db import Database
@@ -64,7 +63,7 @@ class HeadStart:
     thread: list[dict[str, Any]] | None = None  # the thread's messages when created with the run, else read
 
 
-class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
+class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
     def __init__(self, db: Database, bus: EventBus, router: ModelRouter, run_id: str, project_id: str, *,
                  retrieval: Retrieval | None = None, code: CodeTool | None = None,
                  head: HeadStart | None = None) -> None:
@@ -80,34 +79,21 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         self.run: dict[str, Any] = {}
         # True while the outcome is being committed/published: the pool must not interrupt then.
         self.settling = False
-        self._orphans: dict[str, dict[str, Any]] = {}
-        # The answer being streamed (kept so a cancel can store what was said so far).
-        self._message: dict[str, Any] | None = None
-        self._message_step: dict[str, Any] | None = None
+        self.turn = Turn()  # the model call under way (runner/turn.py): a new one per call
         # The answer inserted ahead (answer_steps.py): committed, or being inserted.
         self._prepared: Answer | None = None
         self._preparing: asyncio.Task[Answer] | None = None
-        self._tool_step: dict[str, Any] | None = None
-        self._calls: dict[int, dict[str, Any]] = {}  # the tool calls streamed so far, by upstream index
-        self._text: list[str] = []
-        # file_search: the name it is offered under this turn (None: not offered), the model's calls of it
-        # this turn (by upstream index), the run's citable results so far, and the next source number.
+        # The run so far, as each turn's plan finds it (``_plan_search``, ``_plan_code``). file_search: the
+        # name it is offered under this turn (None: not offered), the run's citable results so far and the
+        # next source number. code_interpreter: the name it is offered under (None: not offered), the run's
+        # executions so far, the files its code wrote (name → file id), the images not yet shown in an answer.
         self._search_name: str | None = None
-        self._search_calls: dict[int, dict[str, Any]] = {}
         self._sources: citations.Sources = {}
         self._next_source = 0
-        # code_interpreter: the name it is offered under this turn (None: not offered), the model's calls of
-        # it this turn (entries, by upstream index), their step, how much of each input was streamed, the
-        # run's executions so far, the files its code wrote (name → file id) and the images not yet shown
-        # in an answer; ``_code_ran``: this turn's calls were executed.
         self._code_name: str | None = None
-        self._code_calls: dict[int, dict[str, Any]] = {}
-        self._code_step: dict[str, Any] | None = None
         self._code_done = 0
         self._code_files: dict[str, str] = {}
         self._pending_images: list[str] = []
-        self._code_ran = False
-        self._text_index = 0  # the index of the answer's text part (after its images)
 
     # --- entry ------------------------------------------------------------------------------------
 
@@ -142,11 +128,11 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             run = await self._load_run(conn)
             status = run["status"]
             if status == "cancelling":
-                await self._cancel_in(conn, run, outbox)
+                await endings.end_run(conn, run, outbox, "cancelled", live=self._live())
             elif status in TERMINAL_STATUSES or status == "requires_action":
                 pass
             elif run["expires_at"] is not None and ids.now() >= run["expires_at"]:
-                await self._expire_in(conn, run, outbox)
+                await endings.end_run(conn, run, outbox, "expired", live=self._live())
             else:
                 if status == "queued":
                     set_run_status(run, "in_progress")
@@ -165,16 +151,16 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             self.cancel_reason = "cancel"
             raise asyncio.CancelledError
         if run["expires_at"] is not None and ids.now() >= run["expires_at"]:
-            await self._in_tx(self._expire_in)
+            await self._end("expired")
             return False
         if limit_hit:
             await self._incomplete(limit_hit)
             return False
         self._adopt_orphans(steps)
         await self._announce_resume()
-        if request.tools is None and "message_creation" not in self._orphans and self._prepared is None:
+        if request.tools is None and "message_creation" not in self.turn.orphans and self._prepared is None:
             self._prepare_answer()  # it can only answer in text: have its message ready by the first token
-        calls = self._calls
+        calls = self.turn.calls
         finish = "stop"
         used = Usage(0, 0)
         provider = self.router.provider_for(run["model"])
@@ -203,7 +189,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         except TimeoutError:
             if not deadline.expired():
                 raise
-            await self._in_tx(self._expire_in)
+            await self._end("expired")
             return False
         return await self._record_turn(calls, finish, used)
 
@@ -219,8 +205,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             else:
                 run = await objects.get_object(conn, runs, self.run_id)
                 assert run is not None
-                steps = [orjson.loads(raw) for (raw,) in await conn.execute(
-                    select(run_steps.c.data).where(run_steps.c.run_id == self.run_id).order_by(run_steps.c.seq))]
+                steps = await list_run_steps(conn, self.run_id)
             self.run = run
             return run, steps, *await self._build_request(conn, run, steps)
 
@@ -251,40 +236,30 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
     def _adopt_orphans(self, steps: list[dict[str, Any]]) -> None:
         """In-progress steps left by an interrupted attempt of this turn are reused, not duplicated
         (an interrupted execution's step is not: it is dropped, and the code runs again)."""
-        self._message = None
-        self._message_step = None
-        self._tool_step = None
-        self._calls = {}
-        self._search_calls = {}
-        self._code_calls = {}
-        self._code_step = None
-        self._code_ran = False
-        self._text = []
-        self._text_index = 0
-        self._orphans = {}
+        self.turn = Turn()
         for step in steps:
             if step["status"] != "in_progress":
                 continue
             key = f"code:{step['id']}" if code_tool.is_code_step(step) else step["type"]
-            if key in self._orphans:  # never more than one of a kind; drop any extra rather than leave it open
+            if key in self.turn.orphans:  # never more than one of a kind; drop any extra rather than leave it open
                 key = f"extra:{step['id']}"
-            self._orphans[key] = step
+            self.turn.orphans[key] = step
 
     async def _announce_resume(self) -> None:
         """A previous attempt died mid-answer and this one starts the answer over: a stream that relayed
         the first attempt's deltas would now get a second copy, so it is ended with an error instead
         (clients then read the stored run, which this attempt completes)."""
-        if self._orphans:
+        if self.turn.orphans:
             await self.bus.publish(run_channel(self.run_id), error_event(
                 "The worker executing this run stopped; another resumed it. Retrieve the run for its result."))
 
     async def _ensure_tool_step(self) -> dict[str, Any]:
-        if self._tool_step is not None:
-            return self._tool_step
-        orphan = self._orphans.pop("tool_calls", None)
+        if self.turn.tool_step is not None:
+            return self.turn.tool_step
+        orphan = self.turn.orphans.pop("tool_calls", None)
         if orphan is not None:  # adopted: its calls are rewritten by this attempt's
             orphan["step_details"]["tool_calls"] = []
-            self._tool_step = orphan
+            self.turn.tool_step = orphan
             return orphan
         outbox = Outbox(self.run_id)
         async with self.db.write() as conn:
@@ -292,20 +267,20 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
             await insert_step(conn, self.project_id, step)
             outbox.add("thread.run.step.created", step)
             outbox.add("thread.run.step.in_progress", step)
-        self._tool_step = step
+        self.turn.tool_step = step
         await outbox.flush(self.bus)
         return step
 
     async def _on_tool_delta(self, calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
-        search = self._search_calls.get(delta.index)
+        search = self.turn.search_calls.get(delta.index)
         if search is None and delta.index not in calls and self._search_name is not None \
                 and delta.name == self._search_name:
             # A file_search call: executed here once the answer is complete, recorded in a step of its own.
-            search = self._search_calls[delta.index] = {"id": delta.id or ids.new_id("tool_call"), "arguments": ""}
+            search = self.turn.search_calls[delta.index] = {"id": delta.id or ids.new_id("tool_call"), "arguments": ""}
         if search is not None:
             search["arguments"] += delta.arguments
             return
-        if search is None and delta.index not in calls and (delta.index in self._code_calls or (
+        if search is None and delta.index not in calls and (delta.index in self.turn.code_calls or (
                 self._code_name is not None and delta.name == self._code_name)):
             await self._on_code_delta(delta)
             return
@@ -340,7 +315,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         search results together with the client's outputs once they are submitted."""
         cut = finish == "length"
         searches: list[dict[str, Any]] = []
-        if self._search_calls and not cut:
+        if self.turn.search_calls and not cut:
             try:
                 searches = await self._run_searches()
             except APIError as exc:  # a vector store deleted or expired since the run was created
@@ -350,7 +325,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                 log.exception("run %s: file_search failed", self.run_id)
                 await self._fail("server_error", f"The file_search tool failed: {type(exc).__name__}: {exc}"[:1000])
                 return False
-        if self._code_calls and not cut:
+        if self.turn.code_calls and not cut:
             from assistd.tools.code_interpreter import CodeInterpreterError
 
             try:
@@ -374,37 +349,38 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                     await self._delete_answer(conn, prepared)
                 return False
             await self._drop_unused_orphans(conn)
-            if prepared is not None and (self._tool_step or self._code_step or searches):
+            if prepared is not None and (self.turn.tool_step or self.turn.code_step or searches):
                 await self._delete_answer(conn, prepared)  # it called tools instead
             elif prepared is not None:  # an empty answer: closed below like any other
                 self._announce_answer(outbox, prepared)
                 self._adopt_answer(prepared)
             turn_usage = usage(used.prompt_tokens, used.completion_tokens)
             # Token estimates decide what is sent; the upstream's count decides whether the run overran.
-            prior = sum_usage(await self._steps(conn))["prompt_tokens"]
+            prior = sum_usage(await list_run_steps(conn, self.run_id))["prompt_tokens"]
             over_prompt = bool(run.get("max_prompt_tokens")) and prior + used.prompt_tokens > run["max_prompt_tokens"]
-            if self._message is not None and self._message_step is not None:
-                annotations = self._close_message(self._message, "incomplete" if cut else "completed",
+            if self.turn.message is not None and self.turn.message_step is not None:
+                annotations = self._close_message(self.turn.message, "incomplete" if cut else "completed",
                                                   "max_tokens" if cut else None)
-                await objects.save_object(conn, messages, self._message)
-                set_step_status(self._message_step, "completed", usage=turn_usage)
+                await objects.save_object(conn, messages, self.turn.message)
+                set_step_status(self.turn.message_step, "completed", usage=turn_usage)
                 turn_usage = usage(0, 0)  # the call's usage is counted once, on its first step
-                await save_step(conn, self._message_step)
+                await save_step(conn, self.turn.message_step)
                 if annotations:  # the citations, in a last delta before the message completes
-                    outbox.add("thread.message.delta", citations.annotations_delta(self._message["id"], annotations))
-                outbox.add(f"thread.message.{self._message['status']}", self._message)
-                outbox.add("thread.run.step.completed", self._message_step)
-            tool_step = self._tool_step
+                    outbox.add("thread.message.delta",
+                               citations.annotations_delta(self.turn.message["id"], annotations))
+                outbox.add(f"thread.message.{self.turn.message['status']}", self.turn.message)
+                outbox.add("thread.run.step.completed", self.turn.message_step)
+            tool_step = self.turn.tool_step
             if tool_step is not None:
                 tool_step["step_details"]["tool_calls"] = list(calls.values())
                 tool_step["usage"] = turn_usage
                 turn_usage = usage(0, 0)
                 await save_step(conn, tool_step)
-            code_step = self._code_step
+            code_step = self.turn.code_step
             executed = False
             if code_step is not None:
-                code_step["step_details"]["tool_calls"] = list(self._code_calls.values())
-                if self._code_ran:  # the code ran: recorded as such, whatever happens to the run now
+                code_step["step_details"]["tool_calls"] = list(self.turn.code_calls.values())
+                if self.turn.code_ran:  # the code ran: recorded as such, whatever happens to the run now
                     set_step_status(code_step, "completed", usage=turn_usage)
                     turn_usage = usage(0, 0)
                     outbox.add("thread.run.step.completed", shown(code_step))
@@ -417,7 +393,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                 searched = True
             if run["status"] == "cancelling":
                 # The cancel came while this turn was being recorded: it wins over what the model asked.
-                await self._cancel_in(conn, run, outbox)
+                await endings.end_run(conn, run, outbox, "cancelled", live=self._live())
             elif tool_step is not None and not cut and not over_prompt:
                 tool_calls = [{"id": c["id"], "type": "function",
                                "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
@@ -434,10 +410,10 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
                     set_step_status(open_step, "cancelled")
                     await save_step(conn, open_step)
                     outbox.add("thread.run.step.cancelled", shown(open_step))
-                if not unexecuted and not executed and self._message_step is None:
+                if not unexecuted and not executed and self.turn.message_step is None:
                     # nothing said at all: still record the call as a step
                     await self._empty_answer(conn, run, turn_usage, cut, outbox)
-                steps = await self._steps(conn)
+                steps = await list_run_steps(conn, self.run_id)
                 if cut or over_prompt:
                     reason = "max_completion_tokens" if cut else "max_prompt_tokens"
                     set_run_status(run, "incomplete", incomplete_details={"reason": reason}, usage=sum_usage(steps))
@@ -453,14 +429,42 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps, RunEndings):
         return False
 
     async def _drop_unused_orphans(self, conn: AsyncConnection) -> None:
-        for orphan in self._orphans.values():
+        for orphan in self.turn.orphans.values():
             await conn.execute(delete(run_steps).where(run_steps.c.id == orphan["id"]))
             if orphan["type"] == "message_creation":
                 message_id = orphan["step_details"]["message_creation"]["message_id"]
                 await conn.execute(delete(messages).where(messages.c.id == message_id))
-        self._orphans = {}
+        self.turn.orphans = {}
 
-    async def _steps(self, conn: AsyncConnection) -> list[dict[str, Any]]:
-        rows = await conn.execute(select(run_steps.c.data).where(run_steps.c.run_id == self.run_id)
-                                  .order_by(run_steps.c.seq))
-        return [orjson.loads(raw) for (raw,) in rows]
+    # --- endings (runner/endings.py) --------------------------------------------------------------
+
+    def _live(self) -> endings.Live:
+        """What this attempt holds and has not stored, for closing its open work."""
+        calls: dict[str, list[dict[str, Any]]] = {}
+        if self.turn.tool_step is not None:
+            calls[self.turn.tool_step["id"]] = list(self.turn.calls.values())  # as streamed so far
+        if self.turn.code_step is not None:
+            calls[self.turn.code_step["id"]] = list(self.turn.code_calls.values())  # as executed so far
+        return endings.Live(self.turn.message, self._close_message, calls)
+
+    async def _end(self, status: str, **how: Any) -> None:
+        """End the run as ``status`` in a transaction of its own (``how``: ``endings.end_run``'s options)."""
+        self.settling = True
+        outbox = Outbox(self.run_id)
+        prepared = await self._unannounced_answer()
+        async with self.db.write() as conn:
+            run = await self._load_run(conn)
+            if prepared is not None:  # an answer inserted ahead but never given: as if never begun
+                await self._delete_answer(conn, prepared)
+            if run["status"] not in TERMINAL_STATUSES:
+                await endings.end_run(conn, run, outbox, status, live=self._live(), **how)
+        await outbox.flush(self.bus)
+
+    async def _finish_cancelled(self) -> None:
+        await asyncio.shield(self._end("cancelled"))
+
+    async def _fail(self, code: str, message: str) -> None:
+        await self._end("failed", error=(code, message))
+
+    async def _incomplete(self, reason: str) -> None:
+        await self._end("incomplete", incomplete_reason=reason)

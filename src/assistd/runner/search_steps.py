@@ -52,13 +52,13 @@ class SearchSteps:
         wait = file_search.THREAD_STORE_WAIT_SECONDS
         if run.get("expires_at") is not None:
             wait = min(wait, max(0.0, run["expires_at"] - time.time()))
-        await file_search.wait_for_thread_store(self.db, self.project_id, run["thread_id"], store_ids,
+        await file_search.wait_for_thread_store(self.db, self.bus, self.project_id, run["thread_id"], store_ids,
                                                 time.monotonic() + wait)
         # The results must leave room for the rest of the prompt: half the context window at most.
         room = (self.router.context_window(run["model"]) - context.ANSWER_RESERVE) // 2
-        per_call = max(256, room // max(1, len(self._search_calls)))
+        per_call = max(256, room // max(1, len(self.turn.search_calls)))
         entries = []
-        for k, call in enumerate(self._search_calls.values()):
+        for k, call in enumerate(self.turn.search_calls.values()):
             query = file_search.query_of(call["arguments"])
             hits = []
             if query:

@@ -23,8 +23,7 @@ import orjson
 from sqlalchemy import and_, or_, select
 
 from assistd.events.base import EventBus
-from assistd.providers.router import ModelRouter
-from assistd.runner.execute import RunExecutor
+from assistd.runner.endings import end_overdue
 from assistd.services.outbox import Outbox
 from assistd.store.db import Database
 from assistd.store.tables import runs
@@ -42,11 +41,9 @@ def _overdue() -> Any:
 
 
 class RunSweeper:
-    def __init__(self, db: Database, bus: EventBus, router: ModelRouter, *, every: float = 2.0,
-                 batch: int = 100) -> None:
+    def __init__(self, db: Database, bus: EventBus, *, every: float = 2.0, batch: int = 100) -> None:
         self.db = db
         self.bus = bus
-        self.router = router
         self.every = every
         self.batch = batch
         self._task: asyncio.Task[None] | None = None
@@ -81,7 +78,6 @@ class RunSweeper:
         return ended
 
     async def _end(self, run_id: str, project_id: str) -> bool:
-        executor = RunExecutor(self.db, self.bus, self.router, run_id, project_id)
         outbox = Outbox(run_id)
         async with self.db.write() as conn:
             stmt = select(runs.c.data).where(runs.c.id == run_id, _overdue())
@@ -90,6 +86,6 @@ class RunSweeper:
             raw = (await conn.execute(stmt)).scalar_one_or_none()
             if raw is None:  # taken, resumed or ended meanwhile
                 return False
-            await executor.end_overdue(conn, orjson.loads(raw), outbox)
+            await end_overdue(conn, orjson.loads(raw), outbox)
         await outbox.flush(self.bus)
         return True

@@ -47,6 +47,12 @@ async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
     await objects.save_object(conn, run_steps, step, status=step["status"])
 
 
+async def list_run_steps(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
+    """The run's steps, oldest first."""
+    rows = await conn.execute(select(run_steps.c.data).where(run_steps.c.run_id == run_id).order_by(run_steps.c.seq))
+    return [orjson.loads(raw) for (raw,) in rows]
+
+
 async def insert_step(conn: AsyncConnection, project_id: str, step: dict[str, Any]) -> None:
     await objects.insert_object(conn, run_steps, step, project_id=project_id, thread_id=step["thread_id"],
                                 run_id=step["run_id"], status=step["status"])
