@@ -314,7 +314,7 @@ def test_expired_files_are_gone(client, database_url, data_dir):
 
 
 def test_service_api(client, database_url, data_dir):
-    """What code_interpreter and vector stores call: create_file, get_file, require_files, ON_DELETE."""
+    """What code_interpreter and vector stores call: create_file, get_file, require_files, on_delete hooks."""
     blobs = LocalBlobStore(data_dir / "blobs")
     hooked: list[tuple[str, str]] = []
 
@@ -328,7 +328,6 @@ def test_service_api(client, database_url, data_dir):
 
     async def main() -> None:
         db = Database(database_url)
-        file_service.ON_DELETE.append(hook)
         try:
             async with db.read() as conn:
                 a, b = [(await conn.execute(select(projects.c.id).where(projects.c.name == name))).scalar_one()
@@ -349,12 +348,11 @@ def test_service_api(client, database_url, data_dir):
             assert await file_service.read_content(blobs, out, 100) == b"print('hi')\n# output"
             assert b"".join([c async for c in await file_service.open_content(blobs, out)]).endswith(b"output")
             async with db.write() as conn:
-                assert (await file_service.remove_file(conn, a, out["id"]))["id"] == out["id"]
+                assert (await file_service.remove_file(conn, a, out["id"], [hook]))["id"] == out["id"]
             await file_service.discard_blob(blobs, out)
             assert hooked == [(a, out["id"])]
             assert not await blobs.exists(out["id"])
         finally:
-            file_service.ON_DELETE.remove(hook)
             await db.close()
 
     asyncio.run(main())

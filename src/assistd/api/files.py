@@ -30,6 +30,7 @@ from assistd.schemas.files import (
     CreateFileForm,
     parse_list_limit,
 )
+from assistd.services import file_removal
 from assistd.services import files as service
 from assistd.store.db import Database
 
@@ -83,7 +84,7 @@ async def upload_file(request: Request, project: Project, db: DB) -> Response:
         async with db.write() as conn:
             file = await service.record_file(conn, project, file_id, filename=filename, purpose=purpose,
                                              size=size, expires_after_seconds=expires_after_seconds)
-            expired = await service.purge_expired(conn, project)
+            expired = await file_removal.purge_expired(conn, project)
     except ClientDisconnect:
         if stored:
             await blobs.delete(file_id)
@@ -131,7 +132,7 @@ async def _get(request: Request, db: Database, project: str, file_id: str) -> di
 
 async def _remove(request: Request, db: Database, project: str, file_id: str) -> dict | None:
     async with db.write() as conn:
-        file = await service.remove_file(conn, project, file_id)
+        file = await file_removal.remove_file(conn, project, file_id)
     # After the commit: were the transaction rolled back, the row would still need its bytes.
     if file is not None:
         await service.discard_blob(_blobs(request), file)

@@ -8,10 +8,9 @@ from starlette.responses import Response
 from assistd.api.deps import DB, Project
 from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
-from assistd.events.base import Event
 from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import threads as service
-from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED
+from assistd.services.outbox import Outbox
 
 router = APIRouter(prefix="/threads", tags=["threads"], route_class=ParsedBodyRoute)
 
@@ -39,7 +38,7 @@ async def modify_thread(thread_id: str, body: ModifyThread, project: Project, db
 async def delete_thread(thread_id: str, request: Request, project: Project, db: DB) -> Response:
     async with db.write() as conn:
         deleted = await service.delete(conn, project, thread_id)
-    # Its terminal steps may be cached (services/steps.py): here at once, in other processes by the bus.
-    request.app.state.step_cache.forget_thread(thread_id)
-    await request.app.state.bus.publish(CACHE_CHANNEL, Event(THREAD_DELETED, {"thread_id": thread_id}))
+    outbox = Outbox()
+    outbox.forget_thread(thread_id)  # its terminal steps may be cached (services/steps.py), its code session open
+    await outbox.flush(request.app.state.bus)
     return json_response(deleted)

@@ -1,7 +1,7 @@
 """/v1/vector_stores: stores, their files, file batches, file content and search.
 
 HTTP only: parse, call the services in one transaction, answer. Attaching files commits their ingestion
-jobs with them; ``jobs.notify()`` after the commit lets this process's job runner start at once.
+jobs with them, and wakes the job runners (here and in every worker) once it has committed (``Outbox``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from assistd.api.deps import DB, Paging, Project
 from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
 from assistd.errors import InvalidRequest
-from assistd.runner import jobs
 from assistd.schemas.vector_stores import (
     FILE_STATUSES,
     CreateFileBatch,
@@ -28,6 +27,7 @@ from assistd.schemas.vector_stores import (
 from assistd.services import query_rewrite, vector_search
 from assistd.services import vector_store_files as file_service
 from assistd.services import vector_stores as service
+from assistd.services.outbox import Outbox
 
 router = APIRouter(prefix="/vector_stores", tags=["vector stores"], route_class=ParsedBodyRoute)
 
@@ -57,13 +57,15 @@ StatusFilter = Annotated[str | None, Query(description="in_progress, completed, 
 # --- stores ------------------------------------------------------------------------------------------------
 
 @router.post("")
-async def create_vector_store(body: CreateVectorStore, project: Project, db: DB) -> Response:
+async def create_vector_store(body: CreateVectorStore, request: Request, project: Project, db: DB) -> Response:
+    outbox = Outbox()
     async with db.write() as conn:
         store = await service.create_store(
             conn, project, name=body.name, file_ids=body.file_ids or [], chunking_strategy=body.chunking_strategy,
             metadata=body.metadata, expires_after=body.expires_after, description=body.description)
-    if body.file_ids:
-        jobs.notify()
+        if body.file_ids:
+            outbox.wake_jobs()
+    await outbox.flush(request.app.state.bus)
     return json_response(store)
 
 
@@ -114,11 +116,13 @@ async def search_vector_store(vector_store_id: str, body: SearchVectorStore, req
 # --- files -------------------------------------------------------------------------------------------------
 
 @router.post("/{vector_store_id}/files")
-async def create_vector_store_file(vector_store_id: str, body: CreateVectorStoreFile, project: Project,
-                                   db: DB) -> Response:
+async def create_vector_store_file(vector_store_id: str, body: CreateVectorStoreFile, request: Request,
+                                   project: Project, db: DB) -> Response:
+    outbox = Outbox()
     async with db.write() as conn:
         obj = await file_service.create_file(conn, project, vector_store_id, body)
-    jobs.notify()
+        outbox.wake_jobs()
+    await outbox.flush(request.app.state.bus)
     return _polled(obj)
 
 
@@ -164,10 +168,13 @@ async def vector_store_file_content(vector_store_id: str, file_id: str, project:
 # --- file batches ------------------------------------------------------------------------------------------
 
 @router.post("/{vector_store_id}/file_batches")
-async def create_file_batch(vector_store_id: str, body: CreateFileBatch, project: Project, db: DB) -> Response:
+async def create_file_batch(vector_store_id: str, body: CreateFileBatch, request: Request, project: Project,
+                            db: DB) -> Response:
+    outbox = Outbox()
     async with db.write() as conn:
         batch = await file_service.create_batch(conn, project, vector_store_id, body)
-    jobs.notify()
+        outbox.wake_jobs()
+    await outbox.flush(request.app.state.bus)
     return _polled(batch)
 
 

@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,8 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
+from assistd.events import channels
+from assistd.events.base import EventBus, Subscription
 from assistd.observability import metrics
 from assistd.store.db import Database
 from assistd.store.tables import jobs
@@ -40,9 +41,6 @@ log = logging.getLogger("assistd.jobs")
 CLAIMABLE = ("queued", "running")
 MAX_ATTEMPTS = 5
 RETRY_SECONDS = 2.0
-
-_runners: weakref.WeakSet[JobRunner] = weakref.WeakSet()
-
 
 class LeaseLost(Exception):
     """This runner no longer holds the job's lease: another owns it now, and its outcome counts."""
@@ -69,12 +67,6 @@ async def enqueue(conn: AsyncConnection, project_id: str, kind: str, payloads: S
             {"id": "job_" + ids.random_base62(), "project_id": project_id, "kind": kind,
              "payload": orjson.dumps(p).decode(), "status": "queued", "attempts": 0, "created_at": now}
             for p in payloads])
-
-
-def notify() -> None:
-    """After committing new jobs: this process's runners look now instead of at their next poll."""
-    for runner in list(_runners):
-        runner.wake()
 
 
 # --- the queue --------------------------------------------------------------------------------------------
@@ -162,9 +154,12 @@ async def release_all_leases(db: Database) -> None:
 class JobRunner:
     """Claims jobs and runs their handlers, ``concurrency`` at a time (small, so runs keep the CPU)."""
 
-    def __init__(self, db: Database, handlers: Mapping[str, Handler], *, concurrency: int = 2,
-                 lease_seconds: float = 10.0, heartbeat_seconds: float = 0.5, poll_seconds: float = 0.5) -> None:
+    def __init__(self, db: Database, handlers: Mapping[str, Handler], *, bus: EventBus | None = None,
+                 concurrency: int = 2, lease_seconds: float = 10.0, heartbeat_seconds: float = 0.5,
+                 poll_seconds: float = 0.5) -> None:
+        """``bus``: where ``Outbox.wake_jobs`` wakes this runner (events/channels.py); without one it polls."""
         self.db = db
+        self.bus = bus
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
@@ -179,8 +174,9 @@ class JobRunner:
     async def start(self) -> None:
         if self.db.is_sqlite:
             await release_all_leases(self.db)
-        _runners.add(self)
         self._loops = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._heartbeat_loop())]
+        if self.bus is not None:
+            self._loops.append(asyncio.create_task(self._wake_loop(await self.bus.subscribe(channels.JOBS_WAKE))))
 
     def wake(self) -> None:
         self._wake.set()
@@ -191,7 +187,6 @@ class JobRunner:
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stop claiming, let running jobs finish for a while, then give the rest back to the queue."""
-        _runners.discard(self)
         if not self._loops:
             return  # never started
         self._loops[0].cancel()
@@ -206,6 +201,14 @@ class JobRunner:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+
+    async def _wake_loop(self, sub: Subscription) -> None:
+        try:
+            while True:
+                if await sub.get() is not None:
+                    self.wake()
+        finally:
+            await sub.close()
 
     async def _claim_loop(self) -> None:
         next_purge = time.monotonic() + PURGE_EVERY_SECONDS
@@ -227,7 +230,7 @@ class JobRunner:
                     self._running[job.id] = asyncio.create_task(self._execute(job))
             if claimed and len(claimed) < free:
                 continue  # there may be more right behind them
-            # Idle, or every slot busy: a notify() or a finishing job sets the event.
+            # Idle, or every slot busy: a wake-up (Outbox.wake_jobs) or a finishing job sets the event.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
+from assistd.events import channels
 from assistd.events.base import EventBus, Subscription
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("assistd.runner")
 
-WAKE_CHANNEL = "pool:wake"  # an event here: a run became claimable (queued elsewhere than in a pool's slot)
+WAKE_CHANNEL = channels.RUNS_WAKE  # an event here: a run became claimable (queued elsewhere than in a pool's slot)
 
 
 class WorkerPool:

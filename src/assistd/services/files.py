@@ -10,7 +10,8 @@ For other services (no web imports here):
   get_file(conn, project_id, file_id, param=None) -> dict           NotFound (with ``param``) when missing
   require_files(conn, project_id, file_ids, param) -> list[dict]    NotFound naming ``param`` for the first
   open_content(blobs, file) / read_content(blobs, file, max_bytes)  the bytes, streamed or whole
-  ON_DELETE: hooks ``await hook(conn, project_id, file_id)`` run inside the delete transaction.
+  remove_file / purge_expired(..., on_delete=hooks): ``await hook(conn, project_id, file_id)`` inside the
+  delete transaction (services/file_removal.py passes what depends on files: vector store attachments).
 
 The upload size limit is 512 MB, as the hosted API's; ``ASSISTD_MAX_FILE_BYTES`` lowers (or raises) it,
 which the tests use to check the limit without sending half a gigabyte.
@@ -44,7 +45,6 @@ MAX_FILENAME_CHARS = 255
 PURGE_BATCH = 20  # expired files removed per upload: bounded work on the request path
 
 DeleteHook = Callable[[AsyncConnection, str, str], Awaitable[None]]
-ON_DELETE: list[DeleteHook] = []
 
 
 def max_file_bytes() -> int:
@@ -191,14 +191,15 @@ async def list_files(conn: AsyncConnection, project_id: str, page: PageParams, p
     return await objects.list_page(conn, files, page, filters=filters, project_id=project_id)
 
 
-async def remove_file(conn: AsyncConnection, project_id: str, file_id: str) -> dict[str, Any] | None:
-    """Delete the row (expired or not) and run the ON_DELETE hooks; the removed file, or None.
+async def remove_file(conn: AsyncConnection, project_id: str, file_id: str, on_delete: Sequence[DeleteHook] = ()
+                      ) -> dict[str, Any] | None:
+    """Delete the row (expired or not) and run the ``on_delete`` hooks; the removed file, or None.
 
     The blob stays until the caller's transaction has committed: then ``discard_blob``."""
     file = await objects.get_for_update(conn, files, file_id, project_id=project_id)
     if file is None or not await objects.delete_object(conn, files, file_id, project_id=project_id):
         return None
-    for hook in ON_DELETE:
+    for hook in on_delete:
         await hook(conn, project_id, file_id)
     return file
 
@@ -207,8 +208,8 @@ def deleted_response(file_id: str) -> dict[str, Any]:
     return {"id": file_id, "object": "file", "deleted": True}
 
 
-async def purge_expired(conn: AsyncConnection, project_id: str, limit: int = PURGE_BATCH
-                        ) -> list[dict[str, Any]]:
+async def purge_expired(conn: AsyncConnection, project_id: str, limit: int = PURGE_BATCH,
+                        on_delete: Sequence[DeleteHook] = ()) -> list[dict[str, Any]]:
     """Remove up to ``limit`` of the project's expired files; discard their blobs after the commit."""
     rows = await conn.execute(
         select(files.c.id, files.c.data)
@@ -220,7 +221,7 @@ async def purge_expired(conn: AsyncConnection, project_id: str, limit: int = PUR
         # Guarded by rowcount: a concurrent purge of the same row must not run the hooks twice.
         result = await conn.execute(delete(files).where(files.c.id == row.id))
         if result.rowcount:
-            for hook in ON_DELETE:
+            for hook in on_delete:
                 await hook(conn, project_id, row.id)
             removed.append(orjson.loads(row.data))
     return removed

@@ -28,10 +28,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.blobstore import BlobStore
+from assistd.events.base import EventBus
 from assistd.retrieval import ChunkingError, IndexedChunk, ParseError, prepare
 from assistd.runner.jobs import MAX_ATTEMPTS, Finish, Job, JobRunner
 from assistd.services import files as file_service
-from assistd.services import vector_store_files as _detach_hook  # noqa: F401  (registers files.ON_DELETE)
 from assistd.services import vector_stores as stores
 from assistd.services.vector_search import Retrieval
 from assistd.store import objects
@@ -59,11 +59,12 @@ class Ingestion:
         await self.retrieval.aclose()
 
 
-async def start(db: Database, blobs: BlobStore, settings: Any, *, run_jobs: bool) -> Ingestion:
+async def start(db: Database, blobs: BlobStore, settings: Any, bus: EventBus, *, run_jobs: bool) -> Ingestion:
     retrieval = Retrieval(settings)
     runner = None
     if run_jobs:
-        runner = JobRunner(db, {stores.INGEST_KIND: IngestFile(db, blobs, retrieval)}, concurrency=JOB_CONCURRENCY,
+        runner = JobRunner(db, {stores.INGEST_KIND: IngestFile(db, blobs, retrieval)}, bus=bus,
+                           concurrency=JOB_CONCURRENCY,
                            lease_seconds=settings.lease_seconds)
         await runner.start()
     return Ingestion(retrieval, runner)

@@ -16,6 +16,7 @@ import time
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.errors import InvalidRequest, NotFound
+from assistd.events import channels
 from assistd.pagination import Page, PageParams
 from assistd.services.run_objects import STEP_TERMINAL
 from assistd.store import objects
@@ -24,8 +25,8 @@ from assistd.store.tables import run_steps, runs
 
 FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 INCLUDABLE = (FILE_SEARCH_CONTENT,)
-CACHE_CHANNEL = "cache"  # the event bus channel carrying cache invalidations between processes
-THREAD_DELETED = "thread.deleted"
+CACHE_CHANNEL = channels.CACHE  # cache invalidations between processes
+THREAD_DELETED = channels.THREAD_DELETED
 
 
 def check_include(include: list[str] | None) -> list[str]:

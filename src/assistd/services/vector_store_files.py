@@ -3,8 +3,8 @@
 Every write locks the store row first (see vector_stores' locking order) and ends with
 ``vector_stores.refresh`` (and ``refresh_batch``), saying which statuses its files left or entered, so
 counts and status never lag a file's status.
-Deleting a File (``DELETE /v1/files/{id}``, or its expiry) detaches it from every store it is in, through
-the files service's ``ON_DELETE`` hook registered below.
+Deleting a File (``DELETE /v1/files/{id}``, or its expiry) detaches it from every store it is in
+(``on_file_deleted``, which services/file_removal.py runs in the delete transaction).
 """
 
 from __future__ import annotations
@@ -115,17 +115,13 @@ async def file_content(conn: AsyncConnection, project_id: str, store_id: str, fi
 
 
 async def on_file_deleted(conn: AsyncConnection, project_id: str, file_id: str) -> None:
-    """``files.ON_DELETE`` hook: detach a deleted File from every store of its project."""
+    """Detach a deleted File from every store of its project (in the transaction deleting it)."""
     rows = (await conn.execute(select(c.vector_store_id, c.batch_id, c.status).where(
         c.id == file_id, c.project_id == project_id))).all()
     for store_id, batch_id, status in sorted(rows, key=lambda r: r[0]):
         store = await stores.lock_store(conn, project_id, store_id)
         if store is not None:
             await _detach(conn, store, file_id, batch_id, status)
-
-
-if on_file_deleted not in file_service.ON_DELETE:
-    file_service.ON_DELETE.append(on_file_deleted)
 
 
 # --- batches -----------------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ Public API for other services (no web imports; ``conn`` is the caller's write tr
     refresh(conn, store, moved=None) -> dict
         After changing files' statuses in ``store`` (locked): ``moved`` = {status: +n entered / -n left};
         ``None`` recounts. refresh_batch(conn, batch_id, moved=None) likewise for a batch.
-    After committing a transaction that attached files, call ``assistd.runner.jobs.notify()`` so this
-    process's job runner starts at once (otherwise a runner finds the job within its poll interval).
+    A transaction that attached files calls ``Outbox.wake_jobs()`` so that the job runners start at once
+    after its commit (otherwise a runner finds the job within its poll interval).
     Searching: ``assistd.services.vector_search.search`` (raises ``VectorStoreExpired``).
 
 ``chunking_strategy`` / ``expires_after`` may be dicts or the request models; ``auto`` resolves to the

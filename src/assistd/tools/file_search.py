@@ -31,7 +31,8 @@ from typing import Any
 import orjson
 from sqlalchemy import func, select
 
-from assistd.runner import jobs
+from assistd.events.base import EventBus
+from assistd.services.outbox import Outbox
 from assistd.store.db import Database
 from assistd.store.tables import threads, vector_store_files
 from assistd.tools.server_functions import free_name, one_string_function
@@ -189,8 +190,8 @@ def trim_to_budget(hits: Sequence[Any], max_tokens: int) -> list[Any]:
 
 # --- executing ---------------------------------------------------------------------------------------------
 
-async def wait_for_thread_store(db: Database, project_id: str, thread_id: str, run_store_ids: Sequence[str],
-                                deadline: float) -> None:
+async def wait_for_thread_store(db: Database, bus: EventBus, project_id: str, thread_id: str,
+                                run_store_ids: Sequence[str], deadline: float) -> None:
     """Wait (until ``deadline``, a ``time.monotonic()``) while the thread's vector store still ingests files."""
     nudged = False
     while True:
@@ -207,6 +208,8 @@ async def wait_for_thread_store(db: Database, project_id: str, thread_id: str, r
         if not busy or time.monotonic() >= deadline:
             return
         if not nudged:  # files attached with the run's own request: their jobs are committed by now
-            jobs.notify()
+            outbox = Outbox()
+            outbox.wake_jobs()
+            await outbox.flush(bus)
             nudged = True
         await asyncio.sleep(min(_WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
