@@ -11,31 +11,21 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from assistd import console
+from assistd import console, runtime
 from assistd.api import assistants, error_handlers, files, messages, runs, threads, vector_stores
 from assistd.api.authenticate import Authenticate
 from assistd.api.hot import HotReads
 from assistd.api.rate_limit import RateLimit
 from assistd.api.request_body import RequestBody
 from assistd.api.responses import json_response
-from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings, get_settings, upstream_unconfigured
 from assistd.devupstream.embedded import EmbeddedUpstream
 from assistd.errors import error_body
 from assistd.events.base import Subscription
-from assistd.events.factory import create_bus
 from assistd.observability import health, metrics, scrape, tracing
 from assistd.observability.http import Observe
-from assistd.providers.router import ModelRouter
-from assistd.ratelimits import create_counters
-from assistd.runner.pool import WorkerPool
-from assistd.runner.sweeper import RunSweeper
-from assistd.services import ingestion, rate_limits
 from assistd.services.auth import Authenticator
 from assistd.services.steps import CACHE_CHANNEL, THREAD_DELETED, TerminalStepCache
-from assistd.store.db import Database
-from assistd.store.migrate import migrate
-from assistd.tools.code_tool import CodeTool
 
 log = logging.getLogger("assistd")
 
@@ -46,16 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tracing.setup()  # a no-op unless OTEL_EXPORTER_OTLP_ENDPOINT is set
-        db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        await migrate(db)
-        auth = Authenticator(db, settings.api_keys, dev_mode=settings.dev_mode)
-        await auth.start()  # logs the key mode (keys, keyless dev mode, or closed)
-        bus = create_bus(settings)
-        await bus.start()
-        step_cache = TerminalStepCache()
-        # Subscribed before serving: no invalidation published from now on is missed.
-        cache_watch = asyncio.create_task(_watch_cache(await bus.subscribe(CACHE_CHANNEL), step_cache))
         embedded = None
+        upstream_settings = settings
         if upstream_unconfigured(settings):  # `make run` alone reaches a completed run (devupstream/embedded.py)
             embedded = EmbeddedUpstream()
             url = await embedded.start()
@@ -63,55 +45,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "scripted dev model in-process at %s; replies are scripted, not a real model", url)
             # Everything that calls the upstream (runs, upstream:MODEL embeddings) calls the scripted model.
             upstream_settings = settings.model_copy(update={"llm_base_url": url})
-        else:
-            upstream_settings = settings
-        router = ModelRouter.from_settings(upstream_settings)
+        rt = await runtime.start(upstream_settings, workers=settings.workers)
+        auth = Authenticator(rt.db, settings.api_keys, dev_mode=settings.dev_mode)
+        await auth.start()  # logs the key mode (keys, keyless dev mode, or closed)
+        step_cache = TerminalStepCache()
+        # Subscribed before serving: no invalidation published from now on is missed.
+        cache_watch = asyncio.create_task(_watch_cache(await rt.bus.subscribe(CACHE_CHANNEL), step_cache))
+        app.state.runtime = rt
         app.state.scripted_model = embedded is not None
         app.state.settings = settings
-        app.state.router = router
-        app.state.db = db
-        app.state.blobs = LocalBlobStore(settings.data_dir / "blobs")
-        # File ingestion jobs run beside runs (same lease scheme); the index/embedder live on app.state.
-        app.state.ingestion = await ingestion.start(db, app.state.blobs, upstream_settings,
-                                                    run_jobs=settings.workers > 0)
-        app.state.retrieval = app.state.ingestion.retrieval
-        # The code_interpreter engine: made on the first execution (tools/code_tool.py).
-        app.state.code_interpreter = CodeTool(settings.data_dir, app.state.blobs)
-        await app.state.code_interpreter.start(bus)
-        pool = None
-        if settings.workers > 0:  # after retrieval: the file_search tool searches with its index and embedder
-            pool = WorkerPool(db, bus, router, concurrency=settings.workers, lease_seconds=settings.lease_seconds,
-                              retrieval=app.state.retrieval, code=app.state.code_interpreter)
-            await pool.start()
-        sweeper = RunSweeper(db, bus, router)  # every process, API-only ones too (runner/sweeper.py)
-        await sweeper.start()
+        app.state.router = rt.router
+        app.state.db = rt.db
+        app.state.blobs = rt.blobs
+        app.state.retrieval = rt.retrieval
+        app.state.code_interpreter = rt.code
         app.state.auth = auth
-        app.state.bus = bus
-        app.state.pool = pool
+        app.state.bus = rt.bus
+        app.state.pool = rt.pool
+        app.state.launcher = rt.launcher
         app.state.step_cache = step_cache
-        app.state.queue_gauges = scrape.queue_gauges(db)
-        counters = create_counters(settings, db)
-        app.state.rate_limits = rate_limits.current = rate_limits.RateLimits(db, counters, rate_limits.Limits(
-            settings.rate_limit_rpm, settings.rate_limit_tpm, settings.rate_limit_concurrent_runs))
+        app.state.queue_gauges = scrape.queue_gauges(rt.db)
+        app.state.rate_limits = rt.rate_limits
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
-            if pool is not None:
-                await pool.stop()
-            await sweeper.stop()
-            await app.state.code_interpreter.aclose()
-            await app.state.ingestion.aclose()
             cache_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cache_watch
-            await router.aclose()
+            await rt.aclose()
             if embedded is not None:
                 await embedded.aclose()
-            await counters.aclose()
-            await bus.aclose()
-            await db.close()
             tracing.shutdown()
 
     app = FastAPI(
