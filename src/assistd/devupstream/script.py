@@ -356,3 +356,37 @@ def plan_reply(body: Any, once: OnceRegistry) -> Reply:
     reply.prompt_tokens = script.usage.get("prompt", sum(map(_message_tokens, messages)))
     reply.completion_tokens = script.usage.get("completion", _completion_tokens(reply))
     return reply
+
+
+def _text_pieces(text: str) -> list[str]:
+    """One piece per word (with its leading whitespace); pieces concatenate to ``text``."""
+    pieces = _WORD_PIECE.findall(text)
+    rest = text[sum(map(len, pieces)) :]
+    if not pieces:
+        return [rest]
+    pieces[-1] += rest
+    return pieces
+
+
+def _argument_pieces(arguments: str) -> list[str]:
+    """Split tool arguments into 2-3 pieces, as real models stream them."""
+    if len(arguments) < 3:
+        return [arguments[:1], arguments[1:]] if len(arguments) == 2 else [arguments]
+    third = len(arguments) // 3
+    return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
+
+
+def reply_deltas(reply: Reply) -> list[dict[str, Any]]:
+    """The chat-completions chunk deltas carrying ``reply``, as a streaming upstream cuts them."""
+    deltas: list[dict[str, Any]] = []
+    if reply.text or not reply.tool_calls:
+        deltas += [{"content": piece} for piece in _text_pieces(reply.text or "")]
+    for index, call in enumerate(reply.tool_calls):
+        head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        deltas.append({"tool_calls": [head]})
+        deltas += [
+            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+            for piece in _argument_pieces(call.arguments)
+        ]
+    deltas[0] = {"role": "assistant", **deltas[0]}
+    return deltas

@@ -30,13 +30,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .script import BadRequest, OnceRegistry, Reply, count_words, plan_reply
+from .script import BadRequest, OnceRegistry, Reply, count_words, plan_reply, reply_deltas
 
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "scripted", "text-embedding-3-small")
 RECORD_LIMIT = 2000
 DEFAULT_DIMENSIONS = 256
 _ALNUM = string.ascii_letters + string.digits
-_WORD_PIECE = re.compile(r"\s*\S+")
 _EMBED_WORD = re.compile(r"\w+")
 # Above this many input characters embeddings are computed off the event loop so one big
 # ingestion request can't stall every concurrent stream.
@@ -151,39 +150,6 @@ def _completion(reply: Reply, base: dict[str, Any]) -> dict[str, Any]:
     return {"id": base["id"], "object": "chat.completion", **base, "choices": [choice], "usage": _usage(reply)}
 
 
-def _text_pieces(text: str) -> list[str]:
-    """One piece per word (with its leading whitespace); pieces concatenate to ``text``."""
-    pieces = _WORD_PIECE.findall(text)
-    rest = text[sum(map(len, pieces)) :]
-    if not pieces:
-        return [rest]
-    pieces[-1] += rest
-    return pieces
-
-
-def _argument_pieces(arguments: str) -> list[str]:
-    """Split tool arguments into 2-3 pieces, as real models stream them."""
-    if len(arguments) < 3:
-        return [arguments[:1], arguments[1:]] if len(arguments) == 2 else [arguments]
-    third = len(arguments) // 3
-    return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
-
-
-def _deltas(reply: Reply) -> list[dict[str, Any]]:
-    deltas: list[dict[str, Any]] = []
-    if reply.text or not reply.tool_calls:
-        deltas += [{"content": piece} for piece in _text_pieces(reply.text or "")]
-    for index, call in enumerate(reply.tool_calls):
-        head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
-        deltas.append({"tool_calls": [head]})
-        deltas += [
-            {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-            for piece in _argument_pieces(call.arguments)
-        ]
-    deltas[0] = {"role": "assistant", **deltas[0]}
-    return deltas
-
-
 def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -194,7 +160,7 @@ async def _stream(reply: Reply, base: dict[str, Any], include_usage: bool) -> As
         base["usage"] = None
     if reply.delay:
         await asyncio.sleep(reply.delay)
-    deltas = _deltas(reply)
+    deltas = reply_deltas(reply)
     # Cut before the final chunk so the client never sees a finish_reason.
     cut_at = min(2, len(deltas) - 1) if reply.stream_error else -1
     for i, delta in enumerate(deltas):

@@ -1,0 +1,154 @@
+"""The run executor alone, in this process: a SQLite file, the in-memory bus and the scripted model
+(providers/scripted.py, the dev upstream's planner without HTTP). Milliseconds per run, so the executor's
+logic — answers, limits, client tool calls, upstream errors — can be covered without servers.
+
+What a client sees is tested against the live server elsewhere (tests/test_runs.py and the others);
+these check the engine's own outcome: the run's status, its steps, its message, and its events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from assistd.events.base import Event, run_channel
+from assistd.events.memory import MemoryBus
+from assistd.providers.scripted import ScriptedProvider
+from assistd.runner.execute import RunExecutor
+from assistd.schemas.assistants import CreateAssistant
+from assistd.schemas.runs import CreateRun
+from assistd.schemas.threads import CreateThread
+from assistd.services import assistants, messages, runs, threads
+from assistd.services.outbox import Outbox
+from assistd.services.runs import list_run_steps
+from assistd.store import keys
+from assistd.store.db import Database
+from assistd.store.migrate import migrate
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
+
+
+class Engine:
+    """A database, a bus and the scripted model, on one event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = Database(f"sqlite:///{path}", pool_size=2)
+        self.bus = MemoryBus()
+        self.model = ScriptedProvider()
+        self.project = ""
+
+    async def start(self) -> None:
+        await migrate(self.db)
+        async with self.db.write() as conn:
+            self.project = await keys.ensure_project(conn, "inprocess")
+
+    async def run(self, text: str, **assistant: Any) -> tuple[dict[str, Any], list[Event]]:
+        """Queue a run on a new thread saying ``text``, execute it here; the run as stored and its events."""
+        async with self.db.write() as conn:
+            asst = await assistants.create(conn, self.project, CreateAssistant(model="gpt-4o-mini", **assistant))
+            thread, _ = await threads.create_with_messages(
+                conn, self.project, CreateThread(messages=[{"role": "user", "content": text}]))
+            run = await runs.create(conn, self.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+        events: list[Event] = []
+        sub = await self.bus.subscribe(run_channel(run["id"]))
+        await RunExecutor(self.db, self.bus, self.model, run["id"], self.project).execute()  # type: ignore[arg-type]
+        while (event := sub.ready()) is not None:
+            events.append(event)
+        await sub.close()
+        async with self.db.read() as conn:
+            stored = await runs.get(conn, self.project, thread["id"], run["id"])
+        assert stored is not None
+        return stored, events
+
+    async def steps(self, run_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            return await list_run_steps(conn, run_id)
+
+    async def answer(self, thread_id: str) -> str:
+        async with self.db.read() as conn:
+            page = await messages.list_page(conn, self.project, thread_id, _all())
+        said = [m for m in map(orjson.loads, page.items) if m["role"] == "assistant"]
+        return "".join(p["text"]["value"] for m in said for p in m["content"] if p["type"] == "text")
+
+
+def _all() -> Any:
+    from assistd.pagination import PageParams
+
+    return PageParams(limit=100, order="asc", after=None, before=None)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Callable[[Callable[[Engine], Awaitable[None]]], None]:
+    def run(test: Callable[[Engine], Awaitable[None]]) -> None:
+        async def main() -> None:
+            e = Engine(tmp_path / "engine.db")
+            await e.start()
+            try:
+                await test(e)
+            finally:
+                await e.db.close()
+
+        asyncio.run(asyncio.wait_for(main(), 30))
+
+    return run
+
+
+def names(events: list[Event]) -> list[str]:
+    out: list[str] = []
+    for e in events:
+        if not (out and e.name == out[-1] == "thread.message.delta"):
+            out.append(e.name)
+    return out
+
+
+def test_a_text_answer_completes_with_its_message_and_step(engine):
+    async def test(e: Engine) -> None:
+        run, events = await e.run("hello [reply: all good here]")
+        assert run["status"] == "completed" and run["usage"]["total_tokens"] > 0
+        assert names(events) == [
+            "thread.run.in_progress", "thread.run.step.created", "thread.run.step.in_progress",
+            "thread.message.created", "thread.message.in_progress", "thread.message.delta",
+            "thread.message.completed", "thread.run.step.completed", "thread.run.completed"]
+        (step,) = await e.steps(run["id"])
+        assert step["type"] == "message_creation" and step["status"] == "completed"
+        assert await e.answer(run["thread_id"]) == "all good here"
+
+    engine(test)
+
+
+def test_a_client_tool_call_stops_in_requires_action(engine):
+    async def test(e: Engine) -> None:
+        run, events = await e.run('weather? [tool: get_weather {"city": "Oslo"}]', tools=[WEATHER])
+        assert run["status"] == "requires_action"
+        (call,) = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+        assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Oslo"}'}
+        assert names(events)[-1] == "thread.run.requires_action"
+        (step,) = await e.steps(run["id"])
+        assert step["type"] == "tool_calls" and step["status"] == "in_progress"
+
+    engine(test)
+
+
+def test_the_completion_token_limit_makes_the_run_incomplete(engine):
+    async def test(e: Engine) -> None:
+        run, _ = await e.run("go on [length]")
+        assert run["status"] == "incomplete"
+        assert run["incomplete_details"] == {"reason": "max_completion_tokens"}
+
+    engine(test)
+
+
+def test_an_upstream_error_fails_the_run_and_a_passing_one_is_retried(engine):
+    async def test(e: Engine) -> None:
+        run, events = await e.run("boom [error: 400]")
+        assert run["status"] == "failed" and run["last_error"]["code"] == "invalid_prompt"
+        assert names(events)[-1] == "thread.run.failed"
+        run, _ = await e.run("once [error-once: 503] [reply: fine]")
+        assert run["status"] == "completed" and await e.answer(run["thread_id"]) == "fine"
+
+    engine(test)
