@@ -183,8 +183,9 @@ def test_many_concurrent_streams_across_processes_each_carry_every_event_once_in
     import httpx
 
     api_env, worker_env = split_env()
-    # A slot free for every run (claimed as soon as seen); the default lease: no reclaim on a loaded machine.
-    worker_env = {**worker_env, "ASSISTD_WORKERS": "32", "ASSISTD_LEASE_SECONDS": "10"}
+    # A slot free for every run (claimed as soon as seen); the default lease: no reclaim on a loaded machine;
+    # few database connections each: PostgreSQL (max_connections 100) is shared with the rest of the suite.
+    worker_env = {**worker_env, "ASSISTD_WORKERS": "32", "ASSISTD_LEASE_SECONDS": "10", "ASSISTD_DB_POOL_SIZE": "4"}
     port = free_port()
     with LiveProcess(["serve", "--port", str(port)], port, env=api_env) as api, \
             WorkerProcess(worker_env), WorkerProcess(worker_env):
