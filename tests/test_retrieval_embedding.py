@@ -46,6 +46,26 @@ def test_long_chunk_is_embedded_whole_by_pooling_windows(model: minilm.MiniLM) -
     assert float(vector @ changed) < 0.999
 
 
+def test_window_vectors_are_the_pooled_vectors_parts(model: minilm.MiniLM) -> None:
+    texts = ["A cat sat on the mat.", long_text(400)]
+    vectors, counts, windows = model.embed_windows(texts)
+    assert counts.tolist() == [1, len(model.windows(texts[1]))] and windows.shape == (int(counts.sum()), 384)
+    np.testing.assert_allclose(vectors, model.embed(texts), atol=1e-6)
+    np.testing.assert_allclose(windows[0], vectors[0], atol=1e-6)  # one window: the text's vector itself
+    np.testing.assert_allclose(windows[1:], model._embed_windows(model.windows(texts[1])), atol=1e-5)
+
+
+def test_a_sentence_past_the_first_window_is_closest_to_its_own_window(model: minilm.MiniLM) -> None:
+    """Why search scores a chunk by its best window: the mean of a long chunk's windows dilutes a sentence."""
+    filler = long_text(300)
+    text = filler + " Volcanoes erupting in Iceland disrupted flights across northern Europe."
+    vectors, counts, windows = model.embed_windows([text])
+    [query] = model.embed(["which eruption grounded planes in europe"])
+    assert counts[0] >= 3
+    best = int(np.argmax(windows @ query))
+    assert best == counts[0] - 1 and float(windows[best] @ query) > float(vectors[0] @ query) + 0.1
+
+
 def test_short_texts_are_one_window_and_match_the_reference_model(model: minilm.MiniLM) -> None:
     texts = ["A cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by eight percent."]
     assert all(len(model.windows(t)) == 1 for t in texts)
@@ -72,6 +92,9 @@ def test_local_embedder_runs_in_a_worker_process_started_lazily() -> None:
             os.kill(pid, 9)                              # a dead worker is replaced, the call retried
             [c] = await e.embed(["A cat sat on the mat."])
             assert e.worker_pid not in (None, pid) and max(abs(x - y) for x, y in zip(a, c)) < 1e-5
+            [(v1, w1), (v2, w2)] = await e.embed_windows(["A cat sat on the mat.", "x " * 2000])
+            assert max(abs(x - y) for x, y in zip(a, v1)) < 1e-5 and max(abs(x - y) for x, y in zip(b, v2)) < 1e-5
+            assert w1.shape == (1, 384) and w2.shape[0] >= 7 and w2.shape[1] == 384
             await e.aclose()
             assert e.worker_pid is None
             return a

@@ -404,3 +404,36 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
     assert len(ranked) <= 20 and all("alpha beta" in t for t in ranked[:10])
     monkeypatch.undo()
     assert {q: found(q) for q in plain} == plain
+
+
+def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pytest.FixtureRequest) -> None:
+    """vectors.py: a chunk with window vectors scores its best window, so a sentence in its last window wins
+    over chunks half about it, though the chunk's mean vector (mostly other topics) would lose to them."""
+    if "pgvector" in request.node.callspec.params["backend"]:
+        pytest.skip("pgvector ranks each chunk's one embedding (window vectors are the in-memory path's)")
+    topics = ["farmers planted tomatoes near the barn", "the baker sold rye bread at dawn",
+              "our coach repaired the wooden fence", "quantum cipher lantern harbour"]
+    windows = [vec(t) for t in topics]
+    mean = [sum(w[i] for w in windows) for i in range(DIMS)]
+    long_text = " ".join(topics)
+    distractors = [f"quantum cipher notes {i}" for i in range(8)] + [f"lantern harbour log {i}" for i in range(8)]
+    vs_windows, vs_mean = store_id(), store_id()
+    backend.write(lambda c: backend.index.add(c, vs_windows, "file_long", "long.txt",
+                                              [IndexedChunk(long_text, mean, 40, windows)], {}))
+    backend.write(lambda c: backend.index.add(c, vs_mean, "file_long", "long.txt",
+                                              [IndexedChunk(long_text, mean, 40)], {}))
+    for vs in (vs_windows, vs_mean):
+        backend.write(lambda c, vs=vs: backend.index.add(c, vs, "file_short", "short.txt", chunks(*distractors), {}))
+
+    def vector_ranking(vs: str) -> list[str]:
+        async def go() -> list[Any]:
+            async with backend.db.read() as conn:
+                return await backend.index.search(conn, [vs], None, vec(topics[-1]), max_num_results=20)
+        return [h.text for h in backend.run(go())]
+
+    assert vector_ranking(vs_windows)[0] == long_text
+    assert vector_ranking(vs_mean)[0] != long_text  # the mean alone: the half matches come first
+    # Each window is a row of the store's matrix (a chunk without windows is one row); hits are chunks.
+    hits = backend.search([vs_windows], "quantum cipher lantern harbour", max_num_results=50)
+    assert len({h.chunk_index for h in hits if h.file_id == "file_long"}) == 1
+    assert len(hits) == len({(h.file_id, h.chunk_index) for h in hits}) == 17

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import text as text_sql
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 HERE = Path(__file__).parent
@@ -89,23 +88,6 @@ class Embedder:
         return out
 
 
-def weighted_fuse(vector_weight: float, k: int):  # type: ignore[no-untyped-def]
-    """RRF with the vector list's terms multiplied by ``vector_weight`` (an experiment, not the product's)."""
-
-    def fuse(rankings: dict[str, list[int] | None], limit: int) -> list[tuple[int, float, dict[str, int]]]:
-        scores: dict[int, float] = {}
-        ranks: dict[int, dict[str, int]] = {}
-        for name, ids in rankings.items():
-            for rank, chunk_id in enumerate(ids or [], start=1):
-                w = vector_weight if name == "vector" else 1.0
-                scores[chunk_id] = scores.get(chunk_id, 0.0) + w / (k + rank)
-                ranks.setdefault(chunk_id, {})[name] = rank
-        top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-        return [(cid, s, ranks[cid]) for cid, s in top]
-
-    return fuse
-
-
 def embedded_text(variant: str, name: str, title: str, text: str) -> str:
     """What a chunk is embedded as."""
     if variant == "title":
@@ -121,14 +103,11 @@ async def evaluate(args: argparse.Namespace) -> None:
     from assistd.store.migrate import migrate
 
     types.RRF_K = args.rrf_k
+    types.WEIGHTS["vector"] = args.vector_weight
     if args.common is not None:
         from assistd.retrieval.index import keyword
 
         keyword.COMMON = args.common
-    if args.vector_weight != 1.0:
-        from assistd.retrieval.index import hybrid
-
-        hybrid.fuse = weighted_fuse(args.vector_weight, args.rrf_k)
     qs = questions()
     embedder = Embedder()
     workdir = Path(tempfile.mkdtemp())
@@ -145,10 +124,12 @@ async def evaluate(args: argparse.Namespace) -> None:
         title = re.search(r"<title>(.*?)</title>", data.decode(), re.S)
         title_text = html.unescape(title.group(1)).split("—")[0].strip() if title else page.stem
         pieces = parse_and_chunk(data, page.name)
-        vectors = embedder.embed([embedded_text(args.embed_as, page.name, title_text, p) for p, _ in pieces])
+        texts = [embedded_text(args.embed_as, page.name, title_text, p) for p, _ in pieces]
+        vectors = embedder.embed(texts)
+        windows = embedder.windows(texts) if args.vectors == "windows" else [None] * len(texts)
         async with db.write() as conn:
-            await index.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p, v, n) for (p, n), v in
-                                                              zip(pieces, vectors, strict=True)], {})
+            await index.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p, v, n, w) for (p, n), v, w in
+                                                              zip(pieces, vectors, windows, strict=True)], {})
         n_chunks += len(pieces)
     print(f"indexed {len(marks)} pages, {n_chunks} chunks in {time.perf_counter() - t:.0f} s "
           f"(embed as: {args.embed_as}, RRF k={args.rrf_k}, "
@@ -157,28 +138,6 @@ async def evaluate(args: argparse.Namespace) -> None:
     unresolved = [q for q in qs if q["section"] not in marks.get(q["doc"], {})]
     if unresolved:
         sys.exit(f"questions naming unknown sections: {unresolved}")
-    window_rank = None
-    if args.vectors == "max-window":  # an experiment outside the product: rank chunks by their best window
-        async with db.read() as conn:
-            rows = (await conn.execute(text_sql("SELECT id, text FROM retrieval_chunks ORDER BY id"))).all()
-        wins = embedder.windows([r[1] for r in rows])
-        matrix = np.concatenate(wins)
-        owner = np.concatenate([np.full(len(w), r[0]) for r, w in zip(rows, wins, strict=True)])
-
-        def window_rank(v: np.ndarray, depth: int = 60) -> list[int]:
-            best: dict[int, float] = {}
-            for i in np.argsort(-(matrix @ v)):
-                best.setdefault(int(owner[i]), 0.0)
-                if len(best) == depth:
-                    break
-            return list(best)
-
-        from assistd.retrieval.index import hybrid
-
-        async def vector_rank(self, conn, store_ids, query, file_filter, depth):  # type: ignore[no-untyped-def]
-            return window_rank(query, depth)
-
-        hybrid.HybridIndex._vector_rank = vector_rank
     results: dict[str, dict[str, list[int | None]]] = {}
     for mode in ("hybrid", "vector", "keyword"):
         ranks: dict[str, list[int | None]] = {"lexical": [], "paraphrase": []}
@@ -210,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-as", choices=["chunk", "title"], default="chunk",
                         help="what each chunk is embedded as: its text, or the page title + its text")
     parser.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
-    parser.add_argument("--vector-weight", type=float, default=1.0, help="weight of the vector list in RRF")
-    parser.add_argument("--vectors", choices=["chunk", "max-window"], default="chunk",
-                        help="vector ranking by each chunk's vector (the product) or by its best window")
+    parser.add_argument("--vector-weight", type=float, default=3.0,
+                        help="weight of the vector list in RRF (the product's: 3)")
+    parser.add_argument("--vectors", choices=["windows", "chunk"], default="windows",
+                        help="vector ranking by each chunk's best window (the product) or by its one mean vector "
+                             "(before migration 0007, or an upstream embedder)")
     parser.add_argument("--common", type=int, help="keyword.COMMON: chunks above which a word is common")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the hybrid misses")
     asyncio.run(evaluate(parser.parse_args(argv)))

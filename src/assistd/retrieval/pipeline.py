@@ -37,6 +37,15 @@ async def prepare(data: bytes, filename: str, content_type: str | None, embedder
         limits = ParseLimits.from_settings(get_settings())
     text = await parse_isolated(data, filename, content_type, limits)
     pieces = [(c.text, c.tokens) for c in await asyncio.to_thread(chunk, text, max_tokens, overlap)]
-    vectors = await embedder.embed([text for text, _ in pieces]) if pieces else []
+    texts = [text for text, _ in pieces]
+    if not texts:
+        return []
+    embed_windows = getattr(embedder, "embed_windows", None)  # the local model's windows (search: best window)
+    if embed_windows is not None:
+        embedded = await embed_windows(texts)
+        metrics.chunks_embedded.inc(len(embedded))
+        return [IndexedChunk(text, vector, tokens, windows) for (text, tokens), (vector, windows)
+                in zip(pieces, embedded, strict=True)]
+    vectors = await embedder.embed(texts)
     metrics.chunks_embedded.inc(len(vectors))
     return [IndexedChunk(text, vector, tokens) for (text, tokens), vector in zip(pieces, vectors, strict=True)]

@@ -21,9 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from assistd.retrieval.embedding import minilm
 from assistd.retrieval.embedding.worker import read_exact
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("assistd.retrieval")
 
@@ -68,14 +72,29 @@ class LocalEmbedder:
             vectors.extend(np.frombuffer(raw, np.float32).reshape(-1, self.dimensions).tolist())
         return vectors
 
+    async def embed_windows(self, texts: list[str]) -> list[tuple[list[float], np.ndarray]]:
+        """Per text: its vector (as ``embed``) and its windows' vectors, float32 [windows, 384]."""
+        import numpy as np
+
+        out: list[tuple[list[float], np.ndarray]] = []
+        for start in range(0, len(texts), CALL_TEXTS):
+            batch = texts[start:start + CALL_TEXTS]
+            raw = await asyncio.to_thread(self._call, batch, True)
+            counts = np.frombuffer(raw, "<u4", len(batch))
+            floats = np.frombuffer(raw, np.float32, offset=4 * len(batch)).reshape(-1, self.dimensions)
+            vectors, windows = floats[:len(batch)], floats[len(batch):]
+            ends = np.cumsum(counts)
+            out += [(vectors[i].tolist(), windows[ends[i] - counts[i]:ends[i]]) for i in range(len(batch))]
+        return out
+
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         return subprocess.Popen(
             [sys.executable, "-m", "assistd.retrieval.embedding.worker", self.backend, str(self.threads or 0)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def _call(self, texts: list[str]) -> bytes:
-        body = json.dumps(texts).encode()
+    def _call(self, texts: list[str], windows: bool = False) -> bytes:
+        body = json.dumps({"texts": texts, "windows": True} if windows else texts).encode()
         with self._lock:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:

@@ -7,6 +7,8 @@ Long chunks: the model sees at most 256 word pieces. A chunk is never truncated:
 into windows of ``WINDOW`` pieces (``WINDOW_OVERLAP`` shared between neighbours), each window is embedded
 (mean pooling + L2 normalisation, exactly as sentence-transformers does for this model), and the chunk's
 vector is the mean of its windows' vectors weighted by their piece counts, L2-normalised again.
+``embed_windows`` also returns the windows' own vectors: search scores a chunk by its best window, which
+finds a sentence the average dilutes (a chunk of 800 tokens is three windows).
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ class MiniLM:
         return [[self.cls, *pieces[s:s + WINDOW], self.sep] for s in starts]
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        return self.embed_windows(texts)[0]
+
+    def embed_windows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(chunk vectors [n, 384], window counts [n], window vectors [sum of counts, 384] in text order)."""
         windows: list[list[int]] = []
         owner: list[int] = []
         for i, text in enumerate(texts):
@@ -111,8 +117,9 @@ class MiniLM:
         vectors = self._embed_windows(windows)
         weights = np.array([len(w) - 2 for w in windows], np.float32)[:, None]
         out = np.zeros((len(texts), vectors.shape[1]), np.float32)
-        np.add.at(out, np.array(owner), vectors * np.maximum(weights, 1.0))
-        return _normalise(out)
+        np.add.at(out, np.array(owner, np.int64), vectors * np.maximum(weights, 1.0))
+        counts = np.bincount(np.array(owner, np.int64), minlength=len(texts)).astype(np.uint32)
+        return _normalise(out), counts, vectors
 
     def _embed_windows(self, windows: list[list[int]]) -> np.ndarray:
         # Sorting by length keeps padding (wasted compute) small inside each batch.

@@ -1,8 +1,10 @@
 """The embedding worker process: ``python -m assistd.retrieval.embedding.worker BACKEND THREADS``.
 
 Protocol on stdin/stdout, one request at a time: a request is a 4-byte big-endian length and that many
-bytes of UTF-8 JSON (a list of texts); the reply is a status byte (0 = ok, 1 = error), a 4-byte length and
-either float32 little-endian bytes of the [len(texts), 384] matrix or a UTF-8 error message. EOF on stdin
+bytes of UTF-8 JSON (a list of texts, or ``{"texts": [...], "windows": true}``); the reply is a status byte
+(0 = ok, 1 = error), a 4-byte length and either float32 little-endian bytes of the [len(texts), 384] matrix
+(with ``windows``: preceded by uint32 little-endian window counts per text and followed by the windows'
+[sum of counts, 384] matrix) or a UTF-8 error message. EOF on stdin
 (the parent closed it, or died) ends the process. The model loads on the first request.
 """
 
@@ -40,7 +42,13 @@ def serve(backend: str, threads: int | None) -> None:
                 from assistd.retrieval.embedding.minilm import MiniLM
 
                 model = MiniLM(backend, threads)
-            reply, status = model.embed(json.loads(body)).tobytes(), 0
+            request = json.loads(body)
+            if isinstance(request, dict) and request.get("windows"):
+                vectors, counts, windows = model.embed_windows(request["texts"])
+                reply = counts.astype("<u4").tobytes() + vectors.tobytes() + windows.tobytes()
+            else:
+                reply = model.embed(request).tobytes()
+            status = 0
         except Exception as exc:  # reported to the caller, the worker stays up
             reply, status = f"{type(exc).__name__}: {exc}".encode(), 1
         out.write(struct.pack(">BI", status, len(reply)) + reply)

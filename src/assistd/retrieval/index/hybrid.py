@@ -41,7 +41,7 @@ from sqlalchemy.types import UserDefinedType
 from assistd.retrieval.filters import compile_filter, validate_filter
 from assistd.retrieval.index import keyword
 from assistd.retrieval.index.types import IndexedChunk, SearchHit, check_search_args, fuse
-from assistd.retrieval.index.vectors import VectorCache, to_blob, top_k
+from assistd.retrieval.index.vectors import VectorCache, to_blob, top_k, windows_blob
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
 
 CANDIDATES = 60  # depth of each ranking fed into fusion (at least 3 × max_num_results)
@@ -62,7 +62,9 @@ class HybridIndex:
         blobs = [to_blob(ch.embedding) for ch in chunks]
         if len({len(b) for b in blobs}) > 1:
             raise ValueError("all embeddings of a file must have the same dimensions")
-        usage = sum(len(ch.text) + len(blob) for ch, blob in zip(chunks, blobs, strict=True))
+        windows = [windows_blob(ch.windows, len(blob)) for ch, blob in zip(chunks, blobs, strict=True)]
+        usage = sum(len(ch.text) + len(blob) + len(w or b"")
+                    for ch, blob, w in zip(chunks, blobs, windows, strict=True))
         previous = await self._file_usage(conn, vector_store_id, file_id)
         await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
@@ -70,15 +72,16 @@ class HybridIndex:
                                                    "generation": secrets.randbits(62) + 1, "usage_bytes": usage},
                            ["vector_store_id", "file_id"], ["file_name", "attributes", "generation", "usage_bytes"])
         rows = [{"vector_store_id": vector_store_id, "file_id": file_id, "chunk_index": i, "text": ch.text,
-                 "tokens": int(ch.tokens), "embedding": blob}
-                for i, (ch, blob) in enumerate(zip(chunks, blobs, strict=True))]
+                 "tokens": int(ch.tokens), "embedding": blob, "window_embeddings": w}
+                for i, (ch, blob, w) in enumerate(zip(chunks, blobs, windows, strict=True))]
         if rows and await self._has_pgvector(conn):
             for row in rows:
                 row["ev"] = _vector_literal(np.frombuffer(row["embedding"], "<f4"))
             await conn.execute(text(
                 "INSERT INTO retrieval_chunks (vector_store_id, file_id, chunk_index, text, tokens, embedding, "
-                "embedding_v) VALUES (:vector_store_id, :file_id, :chunk_index, :text, :tokens, :embedding, "
-                "CAST(:ev AS vector))").bindparams(bindparam("embedding", type_=LargeBinary)), rows)
+                "window_embeddings, embedding_v) VALUES (:vector_store_id, :file_id, :chunk_index, :text, "
+                ":tokens, :embedding, :window_embeddings, CAST(:ev AS vector))").bindparams(
+                bindparam("embedding", type_=LargeBinary), bindparam("window_embeddings", type_=LargeBinary)), rows)
         elif rows:
             await conn.execute(insert(retrieval_chunks), rows)
         await self._bump(conn, vector_store_id, usage - (previous or 0))
@@ -159,7 +162,7 @@ class HybridIndex:
                      query_embedding: Sequence[float] | None, *, max_num_results: int = 20,
                      filters: dict[str, Any] | None = None, score_threshold: float = 0.0,
                      ranker: str = "auto") -> list[SearchHit]:
-        """Hybrid search: vector and keyword rankings fused (RRF, k=60), best first, at most
+        """Hybrid search: vector and keyword rankings fused (weighted RRF, ``types``), best first, at most
         ``max_num_results`` hits scoring ``>= score_threshold``. Either query may be None to skip its ranking."""
         store_ids = list(dict.fromkeys(vector_store_ids))
         check_search_args(store_ids, max_num_results, score_threshold, ranker)

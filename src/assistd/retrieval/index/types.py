@@ -8,6 +8,10 @@ from typing import Any
 
 RANKERS = ("auto", "default_2024_08_21")
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): 1 / (k + rank)
+# Weight of each ranking's 1 / (k + rank) terms. The vector ranking (chunks by their best window) counts
+# three times the keyword one: chosen on bench/retrieval_eval (docs/benchmarks.md), where it lifted
+# paraphrased questions most without costing those that reuse the document's words.
+WEIGHTS = {"vector": 3.0, "keyword": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +19,9 @@ class IndexedChunk:
     text: str
     embedding: Sequence[float]
     tokens: int
+    windows: Any = None
+    """The vectors of the chunk's model windows, float32 [windows, dims] (the local embedder's), or None:
+    the chunk is searched by ``embedding`` alone, as one window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +55,20 @@ def check_search_args(vector_store_ids: Sequence[str], max_num_results: int, sco
 def fuse(rankings: dict[str, list[int] | None], limit: int) -> list[tuple[int, float, dict[str, int]]]:
     """Reciprocal rank fusion of ranked chunk-id lists → (chunk id, score in [0, 1], ranks), best first.
 
-    Normalised by the best achievable sum (first in every list that ran), so a chunk ranked first by both
-    the vector and the keyword search scores 1.0, and one found first by only one of them 0.5. A ranking
-    given as None did not run (no query vector, or no searchable words) and does not count.
+    Each list's terms are multiplied by its ``WEIGHTS`` entry. Normalised by the best achievable sum (first
+    in every list that ran), so a chunk ranked first by both the vector and the keyword search scores 1.0.
+    A ranking given as None did not run (no query vector, or no searchable words) and does not count.
     """
     active = [name for name, ids in rankings.items() if ids is not None]
     if not active:
         return []
-    best = len(active) / (RRF_K + 1)
+    best = sum(WEIGHTS.get(name, 1.0) for name in active) / (RRF_K + 1)
     scores: dict[int, float] = {}
     ranks: dict[int, dict[str, int]] = {}
     for name in active:
+        weight = WEIGHTS.get(name, 1.0)
         for rank, chunk_id in enumerate(rankings[name], start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
             ranks.setdefault(chunk_id, {})[name] = rank
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return [(cid, min(1.0, s / best), ranks[cid]) for cid, s in top]

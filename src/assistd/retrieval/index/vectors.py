@@ -17,6 +17,12 @@ not the store. (Chunk ids alone could not tell: SQLite may give a deleted chunk'
 file's generation is read before its chunks, so a write landing in between is refreshed again next time.
 A store with a file of unknown generation (indexed before migration 0005), or mostly changed, is
 reloaded whole.
+
+Windows: a chunk embedded by the local model has a vector per model window (an 800-token chunk is longer
+than MiniLM's 256 word pieces; ``retrieval_chunks.window_embeddings``). The matrix holds one row per window
+(``ids`` maps a row to its chunk) and a chunk scores its best window's similarity, so a sentence at the end
+of a long chunk is found even when the chunk's average vector is about something else. A chunk without
+windows (short, an upstream embedder's, indexed before migration 0007) is one row, its ``embedding``.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ class StoreMatrix:
     are dead, or the buffers are full, they are copied anew."""
 
     version: int
-    ids: np.ndarray  # int64 chunk ids, one per row
+    ids: np.ndarray  # int64 chunk id of each row (a chunk has a row per window)
     file_codes: np.ndarray  # int32 index into ``files``
     files: list[str]
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
@@ -65,6 +71,19 @@ def to_blob(embedding: Any) -> bytes:
         raise ValueError("an embedding must be a non-empty vector of finite numbers")
     norm = float(np.linalg.norm(v))
     return (v / norm if norm > 0 else v).astype("<f4").tobytes()
+
+
+def windows_blob(windows: Any, row_bytes: int) -> bytes | None:
+    """``retrieval_chunks.window_embeddings`` for a chunk's window vectors: None for no windows or just one
+    (the chunk's ``embedding`` is then that window), else each window's ``to_blob`` back to back."""
+    if windows is None:
+        return None
+    matrix = np.asarray(windows, dtype="<f4")
+    if matrix.ndim != 2 or matrix.shape[0] < 2:
+        return None
+    if matrix.shape[1] * 4 != row_bytes:
+        raise ValueError("window vectors must have the chunk's embedding dimensions")
+    return b"".join(to_blob(row) for row in matrix)
 
 
 class VectorCache:
@@ -134,9 +153,10 @@ class VectorCache:
         return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
     async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
-        """The chunks (id, file id, embedding) of the store — or of these of its files — in id order."""
+        """The chunks (id, file id, embedding, window embeddings) of the store — or of these of its files —
+        in id order."""
         c = retrieval_chunks.c
-        stmt = select(c.id, c.file_id, c.embedding).where(c.vector_store_id == vector_store_id)
+        stmt = select(c.id, c.file_id, c.embedding, c.window_embeddings).where(c.vector_store_id == vector_store_id)
         if file_ids is not None:
             stmt = stmt.where(c.file_id.in_(file_ids))
         rows = (await conn.execute(stmt.order_by(c.id))).all()
@@ -157,20 +177,24 @@ def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
-    """A matrix of ``rows`` (id, file id, embedding). All rows of a store come from one embedder; rows of
-    another length (a store indexed before the embedder changed) are left out of vector search rather than
-    mixed in."""
+    """A matrix of ``rows`` (id, file id, embedding, window embeddings), a row per window. All rows of a
+    store come from one embedder; rows of another length (a store indexed before the embedder changed) are
+    left out of vector search rather than mixed in."""
     if not rows:
         return StoreMatrix(version, np.zeros(0, np.int64), np.zeros(0, np.int32), [], np.zeros((0, 0), np.float32),
                            dict(generations))
     dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
     rows = [r for r in rows if len(r[2]) == dims]
-    n = len(rows)
+    # A chunk's windows when it has whole ones of this length, else its one embedding.
+    blobs = [bytes(r[3]) if r[3] and len(r[3]) % dims == 0 else bytes(r[2]) for r in rows]
+    counts = np.fromiter((len(b) // dims for b in blobs), np.int64, len(rows))
+    n = int(counts.sum())
     files: dict[str, int] = {}
     ids, codes, matrix = _buffers(n, dims // 4)
-    codes[:n] = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, n)
-    matrix[:n] = np.frombuffer(b"".join(bytes(r[2]) for r in rows), "<f4").reshape(n, dims // 4)
-    ids[:n] = np.fromiter((r[0] for r in rows), np.int64, n)
+    chunk_codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
+    codes[:n] = np.repeat(chunk_codes, counts)
+    matrix[:n] = np.frombuffer(b"".join(blobs), "<f4").reshape(n, dims // 4)
+    ids[:n] = np.repeat(np.fromiter((r[0] for r in rows), np.int64, len(rows)), counts)
     return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations))
 
 
@@ -190,7 +214,7 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
 
 
 def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str] | None) -> list[tuple[int, float]]:
-    """(chunk id, cosine similarity) of the ``k`` nearest rows, best first."""
+    """(chunk id, cosine similarity of its best window) of the ``k`` nearest chunks, best first."""
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
     scores = store.matrix @ query
@@ -199,7 +223,19 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
     if allowed_files is not None:
         allowed = np.array([i for i, f in enumerate(store.files) if f in allowed_files], np.int32)
         scores = np.where(np.isin(store.file_codes, allowed), scores, -np.inf)
-    k = min(k, scores.shape[0])
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(store.ids[i]), float(scores[i])) for i in top if scores[i] != -np.inf]
+    # A chunk has a few windows: the best 4k rows almost always hold k chunks; when not, sort them all.
+    rows = scores.shape[0]
+    m = min(4 * k, rows)
+    while True:
+        top = np.argpartition(-scores, m - 1)[:m] if m < rows else np.arange(rows)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        best: dict[int, float] = {}
+        for i in top:
+            if scores[i] == -np.inf:
+                break
+            best.setdefault(int(store.ids[i]), float(scores[i]))
+            if len(best) == k:
+                break
+        if len(best) == k or m == rows or scores[top[-1]] == -np.inf:
+            return list(best.items())
+        m = rows
