@@ -409,9 +409,10 @@ def _module_from(path: str) -> Any:
     return module
 
 
-def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None) -> None:
+def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None, windows: int = 1) -> None:
     """``compare``: the path of another keyword.py (e.g. an older commit's, from ``git show``), measured
-    in the same run, query by query, beside this tree's."""
+    in the same run, query by query, beside this tree's. ``windows``: vectors per chunk (the local model
+    gives an 800-token chunk three; the matrix has a row per window)."""
     from assistd.retrieval import HybridIndex, IndexedChunk
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
@@ -428,7 +429,8 @@ def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | Non
             per_file = 1000
             for f in range(0, n_chunks, per_file):
                 k = min(per_file, n_chunks - f)
-                batch = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(k), corpus.vectors(k), strict=True)]
+                batch = [IndexedChunk(tx, v, 130, corpus.vectors(windows) if windows > 1 else None)
+                         for tx, v in zip(corpus.texts(k), corpus.vectors(k), strict=True)]
                 async with db.write() as conn:
                     await index.add(conn, "vs_big", f"file_{f // per_file}", f"f{f}.txt", batch,
                                     {"part": f // per_file % 10})
@@ -473,7 +475,8 @@ def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | Non
 
         load_s, first, after_write, by_mode = asyncio.run(run())
         print(f"\n## query: {backend}, {n_chunks:,} chunks (synthetic 384-d embeddings, 100-word Zipf texts), "
-              f"{queries} queries of each kind, max_num_results=20; e.g. {corpus.natural_question()!r}\n"
+              f"{windows} vector(s) a chunk, {queries} queries of each kind, max_num_results=20; "
+              f"e.g. {corpus.natural_question()!r}\n"
               f"  indexed in {load_s:.1f} s; first query (loads the vectors) {first * 1e3:.0f} ms; first query "
               f"after adding a 100-chunk file {after_write * 1e3:.0f} ms\n\n| backend | query | p50 | p90 |\n"
               "|---|---|---|---|")
@@ -529,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="query bench targets (default: a SQLite file and " + PG_DEFAULT + ")")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--windows", type=int, default=1, help="query bench: window vectors per chunk")
     parser.add_argument("--compare-keyword", metavar="PATH", help="query bench: also time this keyword.py")
     parser.add_argument("--levels", default="10000,50000,100000", help="store sizes (chunks) of the scale bench")
     parser.add_argument("--timed-files", type=int, default=50, help="files of 20 chunks timed at each level")
@@ -552,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_scale(url, [int(x) for x in args.levels.split(",")], 20, args.timed_files)
     if "query" in only:
         for url in args.database_url or ["sqlite", PG_DEFAULT]:
-            bench_query(url, args.chunks, args.queries, args.compare_keyword)
+            bench_query(url, args.chunks, args.queries, args.compare_keyword, args.windows)
     if "sqlite-vec" in only:
         bench_sqlite_vec()
     return 0
