@@ -433,6 +433,10 @@ def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pyt
 
     assert vector_ranking(vs_windows)[0] == long_text
     assert vector_ranking(vs_mean)[0] != long_text  # the mean alone: the half matches come first
+    # A file with windows added to a store already in memory (the cache appends its rows): found first.
+    backend.write(lambda c: backend.index.add(c, vs_mean, "file_long2", "long2.txt",
+                                              [IndexedChunk(long_text + " again", mean, 40, windows)], {}))
+    assert vector_ranking(vs_mean)[0] == long_text + " again"
     # Each window is a row of the store's matrix (a chunk without windows is one row); hits are chunks.
     hits = backend.search([vs_windows], "quantum cipher lantern harbour", max_num_results=50)
     assert len({h.chunk_index for h in hits if h.file_id == "file_long"}) == 1
