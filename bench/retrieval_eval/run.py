@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight of the vector list in RRF (the product's: 3)")
     parser.add_argument("--vectors", choices=["windows", "chunk"], default="windows",
                         help="vector ranking by each chunk's best window (the product) or by its one mean vector "
-                             "(before migration 0007, or an upstream embedder)")
+                             "(before migration 0008, or an upstream embedder)")
     parser.add_argument("--common", type=int, help="keyword.COMMON: chunks above which a word is common")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the hybrid misses")
     asyncio.run(evaluate(parser.parse_args(argv)))

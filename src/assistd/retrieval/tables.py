@@ -51,8 +51,8 @@ retrieval_chunks = Table(
     Column("text", Text, nullable=False),
     Column("tokens", Integer, nullable=False),
     Column("embedding", LargeBinary, nullable=False),
-    # The chunk's model windows' vectors, float32 [windows, dims] back to back (migration 0007); NULL: one
-    # window, ``embedding`` (a short chunk, an upstream embedder, a chunk indexed before 0007).
+    # The chunk's model windows' vectors, float32 [windows, dims] back to back (migration 0008); NULL: one
+    # window, ``embedding`` (a short chunk, an upstream embedder, a chunk indexed before 0008).
     Column("window_embeddings", LargeBinary, nullable=True),
 )
 Index("ix_retrieval_chunks_file", retrieval_chunks.c.vector_store_id, retrieval_chunks.c.file_id)

@@ -22,7 +22,7 @@ Windows: a chunk embedded by the local model has a vector per model window (an 8
 than MiniLM's 256 word pieces; ``retrieval_chunks.window_embeddings``). The matrix holds one row per window
 (``ids`` maps a row to its chunk) and a chunk scores its best window's similarity, so a sentence at the end
 of a long chunk is found even when the chunk's average vector is about something else. A chunk without
-windows (short, an upstream embedder's, indexed before migration 0007) is one row, its ``embedding``.
+windows (short, an upstream embedder's, indexed before migration 0008) is one row, its ``embedding``.
 """
 
 from __future__ import annotations
