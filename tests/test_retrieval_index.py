@@ -406,11 +406,16 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
     assert {q: found(q) for q in plain} == plain
 
 
-def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("exact_rows", [100_000, 0], ids=["every-window", "two-stage"])
+def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pytest.FixtureRequest,
+                                                  monkeypatch: pytest.MonkeyPatch, exact_rows: int) -> None:
     """vectors.py: a chunk with window vectors scores its best window, so a sentence in its last window wins
     over chunks half about it, though the chunk's mean vector (mostly other topics) would lose to them."""
     if "pgvector" in request.node.callspec.params["backend"]:
         pytest.skip("pgvector ranks each chunk's one embedding (window vectors are the in-memory path's)")
+    from assistd.retrieval.index import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)  # 0: large-store path (candidates by mean, then windows)
     topics = ["farmers planted tomatoes near the barn", "the baker sold rye bread at dawn",
               "our coach repaired the wooden fence", "quantum cipher lantern harbour"]
     windows = [vec(t) for t in topics]

@@ -53,6 +53,8 @@ class StoreMatrix:
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
     generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
     dead: np.ndarray | None = None  # bool per row: a file since dropped (top_k skips them); None: none
+    chunks: tuple[np.ndarray, np.ndarray] | None = None  # (first row of each chunk, mean of its windows):
+    # built by the first large search of this version (``_chunk_means``)
 
     @property
     def nbytes(self) -> int:
@@ -213,18 +215,28 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
                        store.generations)
 
 
+# Up to this many rows (windows) a search scores every window; above, chunks are first ranked by the mean
+# of their windows and only the best candidates' windows are scored: the matmul over every window is bound
+# by memory bandwidth (100k chunks × 4 windows of 384 floats is 615 MB: ~100 ms a query here, docs/benchmarks.md).
+EXACT_ROWS = 100_000
+CANDIDATES_PER_RESULT = 20
+
+
 def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str] | None) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity of its best window) of the ``k`` nearest chunks, best first."""
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
-    scores = store.matrix @ query
+    rows = store.matrix.shape[0]
+    scores = store.matrix @ query if rows <= EXACT_ROWS else np.zeros(rows, np.float32)
     if store.dead is not None:
         scores[store.dead] = -np.inf
     if allowed_files is not None:
         allowed = np.array([i for i, f in enumerate(store.files) if f in allowed_files], np.int32)
         scores = np.where(np.isin(store.file_codes, allowed), scores, -np.inf)
-    # A chunk has a few windows: the best 4k rows almost always hold k chunks; when not, sort them all.
     rows = scores.shape[0]
+    if rows > EXACT_ROWS:
+        return _top_k_two_stage(store, query, k, scores)
+    # A chunk has a few windows: the best 4k rows almost always hold k chunks; when not, sort them all.
     m = min(4 * k, rows)
     while True:
         top = np.argpartition(-scores, m - 1)[:m] if m < rows else np.arange(rows)
@@ -239,3 +251,33 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
         if len(best) == k or m == rows or scores[top[-1]] == -np.inf:
             return list(best.items())
         m = rows
+
+
+def _chunk_means(store: StoreMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each chunk, its windows' mean vector, normalised); a chunk's rows are consecutive."""
+    if store.chunks is None:
+        ids = store.ids
+        starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+        means = np.add.reduceat(store.matrix, starts, axis=0)
+        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+        store.chunks = (starts, means.astype(np.float32))
+    return store.chunks
+
+
+def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[int, float]]:
+    """``top_k`` of a large store: the ``CANDIDATES_PER_RESULT × k`` chunks nearest by their mean vector,
+    ranked by their best window. ``mask``: 0 for rows searchable, -inf for rows excluded."""
+    starts, means = _chunk_means(store)
+    chunk_scores = means @ query + mask[starts]
+    c = min(len(starts), CANDIDATES_PER_RESULT * k)
+    cand = np.argpartition(-chunk_scores, c - 1)[:c] if c < len(starts) else np.arange(len(starts))
+    cand = cand[chunk_scores[cand] != -np.inf]
+    if cand.size == 0:
+        return []
+    ends = np.append(starts[1:], len(store.ids))
+    lengths = ends[cand] - starts[cand]
+    offsets = np.cumsum(lengths) - lengths
+    rows = np.repeat(starts[cand] - offsets, lengths) + np.arange(int(lengths.sum()))
+    best = np.maximum.reduceat(store.matrix[rows] @ query, offsets)
+    order = np.argsort(-best, kind="stable")[:k]
+    return [(int(store.ids[starts[cand[i]]]), float(best[i])) for i in order]
