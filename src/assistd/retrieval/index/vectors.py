@@ -21,7 +21,8 @@ reloaded whole.
 Windows: a chunk embedded by the local model has a vector per model window (an 800-token chunk is longer
 than MiniLM's 256 word pieces; ``retrieval_chunks.window_embeddings``). The matrix holds one row per window
 (``ids`` maps a row to its chunk) and a chunk scores its best window's similarity, so a sentence at the end
-of a long chunk is found even when the chunk's average vector is about something else. A chunk without
+of a long chunk is found even when the chunk's average vector is about something else. A large store
+(``EXACT_ROWS``) first picks candidates by the chunks' mean vectors and scores only their windows. A chunk without
 windows (short, an upstream embedder's, indexed before migration 0008) is one row, its ``embedding``.
 """
 
