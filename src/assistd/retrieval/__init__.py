@@ -53,7 +53,8 @@ Public API (everything else is internal)::
                      query_embedding: Sequence[float] | None, *, max_num_results: int = 20,  # 1..50
                      filters: dict | None = None, score_threshold: float = 0.0,             # 0..1
                      ranker: str = "auto") -> list[SearchHit]     # ValueError/FilterError on bad args
-    @dataclass IndexedChunk(text: str, embedding: Sequence[float], tokens: int)
+    @dataclass IndexedChunk(text: str, embedding: Sequence[float], tokens: int,
+                            windows: array [n, dims] | None = None)  # searched by its best window
     @dataclass SearchHit(file_id, file_name, score: float,  # fused, in [0, 1]
                          text, attributes: dict, chunk_index: int, vector_store_id: str, ranks: dict,
                          tokens: int)                                  # the chunk's cl100k_base tokens
