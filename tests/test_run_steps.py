@@ -208,6 +208,30 @@ def test_step_retrieve_and_ids_from_elsewhere(client, tool_run, three_runs):
         client.beta.threads.runs.steps.retrieve("step_missing", run_id=run.id, thread_id=thread.id)
 
 
+_RUN_KEYS = {"id", "object", "created_at", "thread_id", "assistant_id", "status", "required_action", "last_error",
+             "expires_at", "started_at", "cancelled_at", "failed_at", "completed_at", "incomplete_details", "model",
+             "instructions", "tools", "metadata", "usage", "temperature", "top_p", "max_prompt_tokens",
+             "max_completion_tokens", "truncation_strategy", "response_format", "tool_choice",
+             "parallel_tool_calls", "tool_resources"}
+_STEP_KEYS = {"id", "object", "created_at", "assistant_id", "thread_id", "run_id", "type", "status", "step_details",
+              "last_error", "expired_at", "cancelled_at", "failed_at", "completed_at", "metadata", "usage"}
+
+
+def test_millisecond_timings_stay_out_of_the_api_json(tool_run, http):
+    """The console's millisecond timings are stored beside the objects, never in what the API serves."""
+    thread, run = tool_run
+    base = f"/threads/{thread.id}/runs/{run.id}"
+    got = http.get(base).json()
+    assert set(got) - _RUN_KEYS == set(), got
+    listed = http.get(f"{base}/steps").json()["data"]
+    assert listed
+    for step in listed:
+        assert set(step) - _STEP_KEYS == set(), step
+        assert http.get(f"{base}/steps/{step['id']}").json() == step
+    for text in (http.get(base).text, http.get(f"{base}/steps").text):
+        assert "_ms" not in text and "_assistd" not in text
+
+
 # --- submit_tool_outputs errors ------------------------------------------------------------------------------
 
 def test_submit_tool_outputs_refuses_missing_and_unknown_ids(client, waiting_run, http):

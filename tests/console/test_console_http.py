@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -110,6 +111,25 @@ def test_another_projects_run_is_not_found(console_a: httpx.Client, console_b: h
         assert "Not found" in page.text and "secret-of-a" not in page.text
     assert _relay(console_b, "GET", f"/threads/{run['thread_id']}/runs/{run['id']}").status_code == 404
     assert run["thread_id"] not in console_b.get("/console/threads").text
+
+
+def test_run_page_shows_where_the_time_went_in_milliseconds(console_a: httpx.Client) -> None:
+    assistant = _relay(console_a, "POST", "/assistants", json={"model": "gpt-4o-mini"}).json()
+    run = _relay(console_a, "POST", "/threads/runs", json={
+        "assistant_id": assistant["id"],
+        "thread": {"messages": [{"role": "user", "content": "[reply: timed]"}]}}).json()
+    run = _wait_run(console_a, run["thread_id"], run["id"])
+    assert run["status"] == "completed"
+    html = console_a.get(f"/console/threads/{run['thread_id']}/runs/{run['id']}").text
+    phases = re.search(r'<table class="phases">.*?</table>', html, re.S)
+    assert phases, html
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>[^<]*</td><td>[^<]*</td><td>([^<]+)</td></tr>", phases.group(0))
+    assert [name for name, _ in rows] == [
+        "queued", "started → first token", "first token → done", "total"], rows
+    for _, took in rows:  # measured in milliseconds: never the whole-second "<1 s"
+        assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", took), rows
+    step_durations = re.findall(r'<span class="muted">(\d+ ms|\d+\.\d\d s)', html)
+    assert step_durations and "&lt;1 s" not in html and "<1 s" not in html, html
 
 
 def test_user_content_is_escaped_everywhere(console_a: httpx.Client) -> None:

@@ -88,9 +88,11 @@ async def _run_and_steps(request: Request, who: Member, thread_id: str, run_id: 
             listed = await message_service.list_page(conn, who.project_id, thread_id,
                                                      PageParams(limit=100, order="asc"), run_id=run_id)
             created = {m["id"]: m for m in _items(listed) if m["id"] in wanted}
+        run_ms, steps_ms = await run_service.timings(conn, run_id)
     more = with_query(request, steps_after=result.last_id) if result.has_more else None
-    return {"run": run, "steps": steps, "created": created, "timeline": views.timeline(run, steps),
-            "phases": views.phases(run, steps), "more_steps": more, "active": run["status"] in ACTIVE_STATUSES,
+    return {"run": run, "steps": steps, "created": created,
+            "timeline": views.timeline(run, steps, steps_ms=steps_ms, run_ms=run_ms),
+            "phases": views.phases(run, steps, run_ms), "more_steps": more, "active": run["status"] in ACTIVE_STATUSES,
             "tokens": views.tokens, "step_end": views.step_end, "segments": views.text_segments,
             "safe_url": views.safe_url, "first_step": bool(after)}
 

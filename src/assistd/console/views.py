@@ -66,36 +66,55 @@ def shown_step(step: dict[str, Any]) -> dict[str, Any]:
     return step
 
 
-def timeline(run: dict[str, Any], steps: list[dict[str, Any]], now: float | None = None) -> dict[str, Any]:
+def timeline(run: dict[str, Any], steps: list[dict[str, Any]], now: float | None = None,
+             steps_ms: dict[str, tuple] | None = None, run_ms: dict[str, int | None] | None = None) -> dict[str, Any]:
     """Where each step's bar goes: ``left``/``width`` in percent of the run's span (created → done, or now).
-    Stored times are whole seconds, so a bar is at least a sliver wide."""
+    A step recorded with millisecond times (``steps_ms``: id → (created_ms, ended_ms)) is placed by them;
+    one from before is placed by its whole-second times, so its bar is at least a sliver wide."""
     now = now if now is not None else time.time()
-    start = run.get("created_at") or 0
+    steps_ms, run_ms = steps_ms or {}, run_ms or {}
+    start = run_ms["queued_ms"] / 1000 if run_ms.get("queued_ms") else run.get("created_at") or 0
+    done = run_ms["ended_ms"] / 1000 if run_ms.get("ended_ms") else run_end(run)
     active = run.get("status") in ACTIVE_STATUSES
-    ends = [run_end(run) or (now if active else start)]
-    for step in steps:
-        ends.append(step_end(step) or (now if active else step.get("created_at") or start))
-    end = max(ends)
-    span = max(end - start, 1)
-    bars = []
+    times = []
     for step in steps:
         s = step.get("created_at") or start
         e = step_end(step) or (now if step.get("status") == "in_progress" else s)
+        created_ms, ended_ms = steps_ms.get(step.get("id"), (None, None))
+        if created_ms:
+            s = created_ms / 1000
+            e = ended_ms / 1000 if ended_ms else (now if step.get("status") == "in_progress" else s)
+        times.append((s, e))
+    if times:
+        start = min(start, min(s for s, _ in times))
+    ends = [done or (now if active else start), *(e for _, e in times)]
+    end = max(ends)
+    span = max(end - start, 1 if all(isinstance(t, int) for t in ends) else 0.001)
+    bars = []
+    for s, e in times:
         left = min(int(max(s - start, 0) / span * 100), 99)
         width = min(max(round((e - s) / span * 100), 1), 100 - left)
         bars.append({"left": left, "width": width, "duration": max(e - s, 0)})
-    return {"span": span, "bars": bars}
+    shown = span if isinstance(span, int) else round(span, 3)
+    return {"span": shown, "bars": bars}
 
 
-def phases(run: dict[str, Any], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where the run's time went: queued (created → started), started → its first step (the model's
-    first output, or the answer's step stored while the model is called), first step → done. Whole
-    seconds, as stored: no first-token time is stored."""
-    created, started = run.get("created_at"), run.get("started_at")
-    first = min((s["created_at"] for s in steps if s.get("created_at")), default=None)
-    done = run_end(run)
-    rows = [("queued", created, started), ("started → first step", started, first),
-            ("first step → done", first, done)]
+def phases(run: dict[str, Any], steps: list[dict[str, Any]],
+           run_ms: dict[str, int | None] | None = None) -> list[dict[str, Any]]:
+    """Where the run's time went: queued → started → first token → done, in milliseconds where recorded
+    (``run_ms``, see services/runs.timings). A run from before they were has only whole seconds and no
+    first-token time: started → its first step (the model's first output, or the answer's step stored
+    while the model is called) → done stands in. The last row is the whole: queued → done."""
+    run_ms = run_ms or {}
+    if run_ms.get("queued_ms"):
+        marks = [(run_ms.get(k) or 0) / 1000 or None
+                 for k in ("queued_ms", "started_ms", "first_token_ms", "ended_ms")]
+        names = ("queued", "started → first token", "first token → done")
+    else:
+        first = min((s["created_at"] for s in steps if s.get("created_at")), default=None)
+        marks = [run.get("created_at"), run.get("started_at"), first, run_end(run)]
+        names = ("queued", "started → first step", "first step → done")
+    rows = [*zip(names, marks, marks[1:], strict=False), ("total", marks[0], marks[-1])]
     return [{"name": name, "from": a, "to": b, "seconds": (b - a) if a and b else None} for name, a, b in rows]
 
 

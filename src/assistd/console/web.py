@@ -189,7 +189,10 @@ def page(handler: Handler) -> Handler:
 def _timestamp(value: Any) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "—"
-    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    when = dt.datetime.fromtimestamp(value, dt.UTC)
+    if isinstance(value, float):  # a millisecond time (console/views.py)
+        return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+    return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _pretty(value: Any) -> str:

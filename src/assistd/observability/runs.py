@@ -92,6 +92,30 @@ async def _trace_parent(db: Any, run_id: str) -> Any:
     return tracing.extract({"traceparent": traceparent}) if traceparent else None
 
 
+_marks: dict[str, dict[str, int]] = {}  # run id → millisecond times noted, not yet saved (save_run writes them)
+
+
+def _mark(run_id: str, name: str) -> None:
+    marks = _marks.get(run_id)
+    if marks is None:
+        marks = _marks[run_id] = {}
+        _bounded(_marks)
+    marks.setdefault(name, int(time.time() * 1000))
+
+
+def first_output(run_id: str) -> None:
+    """The model's first output of the run (text or a tool call), in memory only: saved with the run's next
+    write (services/runs.save_run), never in a transaction of its own on the time-to-first-token path."""
+    marks = _marks.get(run_id)
+    if marks is None or "first_token_ms" not in marks:
+        _mark(run_id, "first_token_ms")
+
+
+def take_marks(run_id: str) -> dict[str, int]:
+    """The run's millisecond times noted since its last save: ``started_ms``, ``first_token_ms``, ``ended_ms``."""
+    return _marks.pop(run_id, None) or {}
+
+
 def first_token(run_id: str) -> None:
     execution = _executions.get(run_id)
     if execution is None or execution.first_token:
@@ -144,6 +168,10 @@ def leases_reclaimed(count: int) -> None:
 def run_status_changed(run: dict[str, Any], previous: str | None, first_start: bool) -> None:
     """Every run transition: queue waits end on queued → in_progress; a final status is counted once."""
     status = run.get("status")
+    if status == "in_progress" and first_start:
+        _mark(run["id"], "started_ms")
+    elif status in _TERMINAL and previous not in _TERMINAL:
+        _mark(run["id"], "ended_ms")
     if status == "queued" and previous != "queued":
         _queued_at[run["id"]] = time.time()  # put back in the queue (tool outputs submitted)
         return

@@ -172,11 +172,13 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
                 async for event in events:
                     if isinstance(event, TextDelta):
                         observe_runs.first_token(self.run_id)
+                        observe_runs.first_output(self.run_id)
                         await self._on_text(event.text)
                         # Chunks that arrive together (a fast upstream, a burst after a stall) would all be
                         # handled before any stream here relays the first: let them relay each delta now.
                         await asyncio.sleep(0)
                     elif isinstance(event, ToolCallDelta):
+                        observe_runs.first_output(self.run_id)
                         await self._on_tool_delta(calls, event)
                         await asyncio.sleep(0)
                     elif isinstance(event, Finish):

@@ -27,7 +27,14 @@ from assistd.services import messages as message_service
 from assistd.services import threads as thread_service
 from assistd.services import usage
 from assistd.services.outbox import Outbox
-from assistd.services.run_objects import ACTIVE_STATUSES, RUN_TTL_SECONDS, set_run_status, set_step_status
+from assistd.services.run_objects import (
+    ACTIVE_STATUSES,
+    RUN_TTL_SECONDS,
+    STEP_TERMINAL,
+    TERMINAL_STATUSES,
+    set_run_status,
+    set_step_status,
+)
 from assistd.store import objects
 from assistd.store.tables import run_steps, runs, threads
 
@@ -37,14 +44,43 @@ async def active_run_id(conn: AsyncConnection, thread_id: str) -> str | None:
     return (await conn.execute(stmt)).scalar_one_or_none()
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _run_timings(run: dict[str, Any]) -> dict[str, int]:
+    """The millisecond times to keep unless already recorded: those noted in memory as they happened (start,
+    first token, end: observability/runs.py), written with the run's next save, never in a write of their
+    own; a start or end noted in another process is stamped now."""
+    first = observe_runs.take_marks(run["id"])
+    if run.get("started_at") and "started_ms" not in first:
+        first["started_ms"] = now_ms()
+    if run["status"] in TERMINAL_STATUSES and "ended_ms" not in first:
+        first["ended_ms"] = now_ms()
+    return first
+
+
 async def save_run(conn: AsyncConnection, run: dict[str, Any], **columns: Any) -> None:
-    await objects.save_object(conn, runs, run, status=run["status"], expires_at=run["expires_at"], **columns)
+    await objects.save_object_first(conn, runs, run, _run_timings(run), status=run["status"],
+                                    expires_at=run["expires_at"], **columns)
     if observe_runs.take_ended(run["id"]):
         await usage.record_run_end(conn, run)  # in the transaction that ends the run
 
 
 async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
-    await objects.save_object(conn, run_steps, step, status=step["status"])
+    first = {"ended_ms": now_ms()} if step["status"] in STEP_TERMINAL else {}
+    await objects.save_object_first(conn, run_steps, step, first, status=step["status"])
+
+
+async def timings(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int | None], dict[str, tuple]]:
+    """The run's millisecond times (queued/started/first_token/ended ``_ms``, None where not recorded, e.g. a
+    run from before they were) and each step's ``(created_ms, ended_ms)`` by id: the console's run view."""
+    row = (await conn.execute(select(runs.c.queued_ms, runs.c.started_ms, runs.c.first_token_ms, runs.c.ended_ms)
+                              .where(runs.c.id == run_id))).first()
+    run_ms = dict(row._mapping) if row is not None else {}
+    steps = await conn.execute(select(run_steps.c.id, run_steps.c.created_ms, run_steps.c.ended_ms)
+                               .where(run_steps.c.run_id == run_id))
+    return run_ms, {step_id: (created, ended) for step_id, created, ended in steps}
 
 
 async def list_run_steps(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
@@ -55,7 +91,8 @@ async def list_run_steps(conn: AsyncConnection, run_id: str) -> list[dict[str, A
 
 async def insert_step(conn: AsyncConnection, project_id: str, step: dict[str, Any]) -> None:
     await objects.insert_object(conn, run_steps, step, project_id=project_id, thread_id=step["thread_id"],
-                                run_id=step["run_id"], status=step["status"])
+                                run_id=step["run_id"], status=step["status"], created_ms=now_ms(),
+                                ended_ms=now_ms() if step["status"] in STEP_TERMINAL else None)
 
 
 def _named_choice_check(tool_choice: Any, tools: list[dict[str, Any]]) -> None:
@@ -173,7 +210,7 @@ async def _start(
     stored, columns = _take(run, lease, outbox)
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
                                 status=stored["status"], expires_at=run["expires_at"],
-                                trace_context=tracing.current_traceparent(), **columns)
+                                trace_context=tracing.current_traceparent(), queued_ms=now_ms(), **columns)
     return run
 
 

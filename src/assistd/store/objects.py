@@ -10,7 +10,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.errors import InvalidRequest
@@ -113,6 +113,25 @@ async def get_for_update(conn: AsyncConnection, table: Table, object_id: str, **
 
 async def save_object(conn: AsyncConnection, table: Table, obj: dict[str, Any], **columns: Any) -> None:
     await conn.execute(_update_by_id(table), {"_id": obj["id"], "data": dumps(obj), **columns})
+
+
+@cache
+def _update_keeping_first(table: Table, names: tuple[str, ...]) -> Any:
+    # ``names`` are set only where still NULL: the first time recorded wins, with no read first.
+    return _update_by_id(table).values(
+        {name: func.coalesce(table.c[name], bindparam(f"_first_{name}")) for name in names})
+
+
+async def save_object_first(
+    conn: AsyncConnection, table: Table, obj: dict[str, Any], first: dict[str, Any], **columns: Any
+) -> None:
+    """save_object, also setting each ``first`` column unless it already has a value."""
+    if not first:
+        await save_object(conn, table, obj, **columns)
+        return
+    names = tuple(sorted(first))
+    await conn.execute(_update_keeping_first(table, names), {
+        "_id": obj["id"], "data": dumps(obj), **columns, **{f"_first_{name}": first[name] for name in names}})
 
 
 async def delete_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> bool:

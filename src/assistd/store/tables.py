@@ -109,6 +109,11 @@ runs = _object_table(
     Column("lease_expires_at", Float, nullable=True),
     Column("expires_at", BigInteger, nullable=True),
     Column("trace_context", String(128), nullable=True),  # W3C traceparent of the request that created it
+    # Milliseconds since the epoch, for the console's run view (``data``'s times are whole seconds).
+    Column("queued_ms", BigInteger, nullable=True),
+    Column("started_ms", BigInteger, nullable=True),
+    Column("first_token_ms", BigInteger, nullable=True),
+    Column("ended_ms", BigInteger, nullable=True),
 )
 Index("ix_runs_thread", runs.c.thread_id, runs.c.created_at, runs.c.seq)
 Index("ix_runs_status", runs.c.status, runs.c.lease_expires_at)
@@ -118,6 +123,8 @@ run_steps = _object_table(
     Column("thread_id", String(64), nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("status", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=True),  # milliseconds, as on runs
+    Column("ended_ms", BigInteger, nullable=True),
 )
 Index("ix_run_steps_run", run_steps.c.run_id, run_steps.c.created_at, run_steps.c.seq)
 Index("ix_run_steps_thread", run_steps.c.thread_id)
