@@ -212,7 +212,7 @@ _RUN_KEYS = {"id", "object", "created_at", "thread_id", "assistant_id", "status"
              "expires_at", "started_at", "cancelled_at", "failed_at", "completed_at", "incomplete_details", "model",
              "instructions", "tools", "metadata", "usage", "temperature", "top_p", "max_prompt_tokens",
              "max_completion_tokens", "truncation_strategy", "response_format", "tool_choice",
-             "parallel_tool_calls", "tool_resources"}
+             "parallel_tool_calls", "tool_resources", "reasoning_effort"}
 _STEP_KEYS = {"id", "object", "created_at", "assistant_id", "thread_id", "run_id", "type", "status", "step_details",
               "last_error", "expired_at", "cancelled_at", "failed_at", "completed_at", "metadata", "usage"}
 
