@@ -1,15 +1,15 @@
 """Millisecond timings of runs and steps for the console's run view (the API's times are whole seconds).
 Columns beside ``data``, never inside it: the hot reads serve ``data`` as stored.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
