@@ -51,7 +51,7 @@ BODIES: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "code_interpreter": {"file_ids": []}, "file_search": {"vector_store_ids": []}}}]),
     "createThread": ("/threads", [{"messages": [MESSAGE], "tool_resources": RESOURCES, "metadata": {}}]),
     "createThreadAndRun": ("/threads/runs", [{
-        **{k: v for k, v in RUN.items()}, "tool_resources": {"code_interpreter": {"file_ids": []},
+        **RUN, "tool_resources": {"code_interpreter": {"file_ids": []},
                                                              "file_search": {"vector_store_ids": []}},
         "thread": {"messages": [MESSAGE], "tool_resources": RESOURCES, "metadata": {}}}]),
     "modifyThread": ("/threads/thread_x", [{"tool_resources": {
@@ -121,8 +121,9 @@ def request_fields() -> list[tuple[str, str, bool]]:
     rows = []
     for item in _document()["paths"].values():
         for op in item.values():
-            body = (op.get("requestBody") or {}).get("content", {}).get("application/json") if isinstance(op, dict) \
-                else None
+            if not isinstance(op, dict):
+                continue
+            body = (op.get("requestBody") or {}).get("content", {}).get("application/json")
             if body:
                 out: dict[str, bool] = {}
                 _fields(body["schema"], "", out)
