@@ -69,12 +69,14 @@ def test_all_tool_kinds_and_response_formats(client):
 
 
 def test_nulls_mean_not_given(http):
-    """LlamaIndex sends temperature/top_p null; that means the defaults."""
+    """LlamaIndex sends temperature/top_p null; that means the defaults (where the document allows null)."""
     r = http.post("/assistants", json={"model": "m", "temperature": None, "top_p": None, "name": None,
-                                       "metadata": None, "tools": None, "response_format": None})
+                                       "metadata": None, "response_format": None})
     assert r.status_code == 200, r.text
     body = assert_schema(r.json(), "AssistantObject")
     assert body["temperature"] == 1.0 and body["metadata"] == {} and body["tools"] == []
+    r = http.post("/assistants", json={"model": "m", "tools": None})  # not nullable in the document
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tools", r.text
 
 
 def test_list(client):

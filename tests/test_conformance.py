@@ -18,22 +18,6 @@ from tests.conformance.results import per_operation, render_table
 from tests.conformance.runner import PROFILES, run_schemathesis
 from tests.conftest import KEY_A
 
-# An explicit `null` on an optional field the document does not mark nullable is taken as "not given" (the
-# README's rule, kept by the input-validation work), and schemathesis counts it as invalid data accepted. Until
-# that is decided (refuse these nulls, or record the rule as a transformation with evidence that the hosted API
-# accepts them), exactly these operations may fail, and only that way; docs/compatibility.md lists them.
-PENDING: dict[str, str] = {
-    "createAssistant": "`tool_resources.file_search.vector_stores[].chunking_strategy: null` accepted",
-    "modifyAssistant": "`model: null` accepted",
-    "createThread": "a JSON `null` body accepted as an empty one",
-    "modifyThread": "`tool_resources.file_search.vector_store_ids: null` accepted",
-    "createMessage": "`content[].image_url.detail: null` accepted",
-    "createVectorStore": "`chunking_strategy: null` accepted",
-    "createVectorStoreFile": "`chunking_strategy: null` accepted",
-    "createVectorStoreFileBatch": "`files: null` accepted",
-}
-ALLOWED = "ST201 Schema-violating request accepted"
-
 
 @pytest.mark.timeout(3600)
 def test_every_operation_conforms(client, base_url, tmp_path: Path):
@@ -48,6 +32,5 @@ def test_every_operation_conforms(client, base_url, tmp_path: Path):
     table = render_table(rows)
     if out := os.environ.get(OUT_ENV):
         Path(out).write_text(table)
-    unexpected = [row.operation_id for row in rows if not row.clean and (
-        row.operation_id not in PENDING or set(row.failures) != {ALLOWED})]
+    unexpected = [row.operation_id for row in rows if not row.clean]
     assert not unexpected, f"{unexpected} failed:\n{table}\n{result['output'][-12000:]}"

@@ -110,6 +110,16 @@ def test_what_real_clients_send_is_still_accepted(http, client):
     t = http.post("/threads", json={"messages": [{"role": "user", "attachments": [],
                                                   "content": [{"type": "text", "text": "a"}]}]})
     assert t.status_code == 200, t.text
+    thread = t.json()["id"]
+    m = http.post(f"/threads/{thread}/messages", json={"role": "user", "content": "hi", "attachments": None,
+                                                       "metadata": None})
+    assert m.status_code == 200, m.text
+    r = http.post(f"/threads/{thread}/runs", json={"assistant_id": a.json()["id"], "instructions": None,
+                                                    "metadata": None})
+    assert r.status_code == 200, r.text
+    with contextlib.suppress(openai.BadRequestError):
+        client.beta.threads.runs.cancel(r.json()["id"], thread_id=thread)
+    assert http.post(f"/threads/{thread}", json={"metadata": None}).status_code == 200
 
 
 @pytest.mark.parametrize("seconds", [str(2**64), "9" * 5000, "-" + "9" * 30, "1e400", "3600\x00"])

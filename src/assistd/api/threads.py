@@ -8,6 +8,7 @@ from starlette.responses import Response
 from assistd.api.deps import DB, Project
 from assistd.api.request_body import ParsedBodyRoute
 from assistd.api.responses import json_response, raw_json_response
+from assistd.errors import APIError
 from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import threads as service
 from assistd.services.outbox import Outbox
@@ -16,7 +17,11 @@ router = APIRouter(prefix="/threads", tags=["threads"], route_class=ParsedBodyRo
 
 
 @router.post("")
-async def create_thread(project: Project, db: DB, body: CreateThread | None = None) -> Response:
+async def create_thread(request: Request, project: Project, db: DB, body: CreateThread | None = None) -> Response:
+    # The body is optional (none is an empty thread), but a JSON ``null`` is not the object the document
+    # allows: FastAPI reads both as None, so the bytes tell them apart.
+    if body is None and (await request.body()).strip():
+        raise APIError("Invalid body: expected an object, but got null instead.")
     async with db.write() as conn:
         return json_response(await service.create(conn, project, body or CreateThread()))
 

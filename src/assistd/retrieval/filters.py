@@ -77,8 +77,10 @@ def validate_filter(obj: Any) -> dict[str, Any]:
             raise FilterError("'type' is required and must be a string", f"{path}.type")
         if kind in ("and", "or"):
             subs = item.get("filters")
-            if set(item) - {"type", "filters"} or not isinstance(subs, list) or not subs:
+            if set(item) - {"type", "filters"}:
                 raise FilterError(f"an '{kind}' filter takes a non-empty 'filters' array and nothing else", path)
+            if not isinstance(subs, list) or not subs:
+                raise FilterError(f"an '{kind}' filter takes a non-empty 'filters' array", f"{path}.filters")
             if depth >= MAX_DEPTH:
                 raise FilterError(f"compound filters may nest at most {MAX_DEPTH} levels deep", path)
             stack.extend((sub, f"{path}.filters[{i}]", depth + 1) for i, sub in enumerate(subs))

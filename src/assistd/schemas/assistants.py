@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from assistd.schemas.common import (
+    OMITTED,
     NewToolResources,
     ReasoningEffort,
     ResponseFormat,
@@ -29,7 +30,7 @@ class CreateAssistant(WithMetadata):
     description: Description | None = None
     instructions: Instructions | None = None
     reasoning_effort: ReasoningEffort | None = None
-    tools: Tools | None = None
+    tools: Tools = OMITTED
     tool_resources: NewToolResources | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -37,12 +38,12 @@ class CreateAssistant(WithMetadata):
 
 
 class ModifyAssistant(WithMetadata):
-    model: Annotated[str, Field(min_length=1)] | None = None
+    model: Annotated[str, Field(min_length=1)] = OMITTED
     name: Name | None = None
     description: Description | None = None
     instructions: Instructions | None = None
     reasoning_effort: ReasoningEffort | None = None
-    tools: Tools | None = None
+    tools: Tools = OMITTED
     tool_resources: ToolResources | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None

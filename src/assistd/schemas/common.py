@@ -1,8 +1,13 @@
 """Shapes shared by several requests: metadata, tools, tool resources, response formats.
 
 Request models forbid unknown fields (the hosted API answered "Unrecognized request argument supplied").
-Explicit ``null`` on an optional field means "not given": services read ``model_fields_set`` together
-with ``None`` checks, never a bare default.
+
+Explicit ``null`` follows OpenAI's document, field by field: a field the document marks nullable is typed
+``X | None`` (``null`` means "not given"; the nulls real clients send, ../shared/spec/clients.md, are all of
+this kind); any other optional field is typed ``X = OMITTED``, so it may be left out but an explicit ``null``
+is a 400 naming it (pydantic checks the value against ``X``, which has no ``None``). Services read
+``model_fields_set`` together with ``None`` checks, never a bare default.
+tests/security/test_input_nulls.py walks every request field of the document and checks both kinds.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ def unstorable_path(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
     return None
+
+
+# Default of an optional field the document does not mark nullable: absent reads as None, sent null is a 400.
+OMITTED: Any = None
 
 
 class _Storable(BaseModel):
@@ -147,8 +156,8 @@ class WithMetadata(Strict):
 
 class FunctionDefinition(Nested):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
-    description: str | None = None
-    parameters: JSONObject | None = None
+    description: str = OMITTED
+    parameters: JSONObject = OMITTED
     strict: bool | None = None
 
 
@@ -168,13 +177,13 @@ class RankingOptions(Nested):
 
 class FileSearchSettings(Nested):
     # Not nullable in the spec (AssistantToolsFileSearch): an explicit null is a 400; omitted means default.
-    max_num_results: Annotated[int, Field(ge=1, le=50)] = None  # type: ignore[assignment]
-    ranking_options: RankingOptions = None  # type: ignore[assignment]
+    max_num_results: Annotated[int, Field(ge=1, le=50)] = OMITTED
+    ranking_options: RankingOptions = OMITTED
 
 
 class FileSearchTool(Nested):
     type: Literal["file_search"]
-    file_search: FileSearchSettings | None = None
+    file_search: FileSearchSettings = OMITTED
 
 
 Tool = Annotated[FunctionTool | CodeInterpreterTool | FileSearchTool, Field(discriminator="type")]
@@ -231,19 +240,19 @@ ChunkingStrategy = Annotated[AutoChunking | StaticChunking, Field(discriminator=
 class VectorStoreHelper(Nested):
     metadata: Metadata = None
     file_ids: list[str] = []
-    chunking_strategy: ChunkingStrategy | None = None
+    chunking_strategy: ChunkingStrategy = OMITTED
 
 
 class FileSearchResources(Nested):
-    vector_store_ids: Annotated[list[str], Field(max_length=1)] | None = None
-    vector_stores: Annotated[list[VectorStoreHelper], Field(max_length=1)] | None = None
+    vector_store_ids: Annotated[list[str], Field(max_length=1)] = OMITTED
+    vector_stores: Annotated[list[VectorStoreHelper], Field(max_length=1)] = OMITTED
 
 
 class ToolResources(Nested):
     """``tool_resources`` of a modify (assistant, thread): ``file_search`` may name no store."""
 
-    code_interpreter: CodeInterpreterResources | None = None
-    file_search: FileSearchResources | None = None
+    code_interpreter: CodeInterpreterResources = OMITTED
+    file_search: FileSearchResources = OMITTED
 
 
 class NewFileSearchResources(FileSearchResources):
@@ -259,7 +268,7 @@ class NewFileSearchResources(FileSearchResources):
 class NewToolResources(ToolResources):
     """``tool_resources`` of a create (assistant, thread, thread-and-run)."""
 
-    file_search: NewFileSearchResources | None = None
+    file_search: NewFileSearchResources = OMITTED
 
 
 # --- response format -----------------------------------------------------------------------------------
@@ -274,8 +283,8 @@ class JsonObjectFormat(Nested):
 
 class JsonSchemaSpec(Nested):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")]
-    description: str | None = None
-    schema_: JSONObject | None = Field(default=None, alias="schema")
+    description: str = OMITTED
+    schema_: JSONObject = Field(default=OMITTED, alias="schema")
     strict: bool | None = None
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)

@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from assistd.schemas.common import AttachmentTool, Nested, WithMetadata
+from assistd.schemas.common import OMITTED, AttachmentTool, Nested, WithMetadata
 
 
 class ImageFile(Nested):
     file_id: Annotated[str, Field(min_length=1)]
-    detail: Literal["auto", "low", "high"] | None = None
+    detail: Literal["auto", "low", "high"] = OMITTED
 
 
 class ImageFilePart(Nested):
@@ -37,7 +37,7 @@ def check_image_url(url: str) -> str:
 
 class ImageUrl(Nested):
     url: Annotated[str, Field(min_length=1), AfterValidator(check_image_url)]
-    detail: Literal["auto", "low", "high"] | None = None
+    detail: Literal["auto", "low", "high"] = OMITTED
 
 
 class ImageUrlPart(Nested):

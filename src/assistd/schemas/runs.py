@@ -9,6 +9,7 @@ from pydantic import Field
 from assistd.schemas.assistants import Instructions
 from assistd.schemas.common import (
     INT32_MAX,
+    OMITTED,
     Nested,
     NewToolResources,
     ReasoningEffort,
@@ -37,7 +38,7 @@ class NamedFunction(Nested):
 
 class NamedToolChoice(Nested):
     type: Literal["function", "code_interpreter", "file_search"]
-    function: NamedFunction | None = None
+    function: NamedFunction = OMITTED
 
 
 ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
@@ -57,7 +58,7 @@ class RunOptions(WithMetadata):
     max_completion_tokens: TokenLimit | None = None
     truncation_strategy: Truncation | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: bool = OMITTED
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
 
@@ -68,7 +69,7 @@ class CreateRun(RunOptions):
 
 
 class CreateThreadAndRun(RunOptions):
-    thread: CreateThread | None = None
+    thread: CreateThread = OMITTED
     tool_resources: NewToolResources | None = None
 
 

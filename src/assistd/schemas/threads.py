@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from assistd.schemas.common import NewToolResources, ToolResources, WithMetadata
+from assistd.schemas.common import OMITTED, NewToolResources, ToolResources, WithMetadata
 from assistd.schemas.messages import NewMessages
 
 
 class CreateThread(WithMetadata):
-    messages: NewMessages | None = None
+    messages: NewMessages = OMITTED
     tool_resources: NewToolResources | None = None
 
 

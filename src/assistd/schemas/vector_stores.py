@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from assistd.schemas.common import ChunkingStrategy, Strict, WithMetadata
+from assistd.schemas.common import OMITTED, ChunkingStrategy, Strict, WithMetadata
 
 FILE_STATUSES = ("in_progress", "completed", "failed", "cancelled")
 MAX_ATTRIBUTES = 16
@@ -62,11 +62,11 @@ class ExpiresAfter(Strict):
 
 
 class CreateVectorStore(WithMetadata):
-    file_ids: Annotated[list[str], Field(max_length=500)] | None = None
-    name: str | None = None
-    description: Annotated[str, Field(max_length=512)] | None = None
-    expires_after: ExpiresAfter | None = None
-    chunking_strategy: Chunking | None = None
+    file_ids: Annotated[list[str], Field(max_length=500)] = OMITTED
+    name: str = OMITTED
+    description: Annotated[str, Field(max_length=512)] = OMITTED
+    expires_after: ExpiresAfter = OMITTED
+    chunking_strategy: Chunking = OMITTED
 
 
 class ModifyVectorStore(WithMetadata):
@@ -77,7 +77,7 @@ class ModifyVectorStore(WithMetadata):
 
 class CreateVectorStoreFile(Strict):
     file_id: str
-    chunking_strategy: Chunking | None = None
+    chunking_strategy: Chunking = OMITTED
     attributes: Attributes = None
 
 
@@ -86,9 +86,9 @@ class BatchFile(CreateVectorStoreFile):
 
 
 class CreateFileBatch(Strict):
-    file_ids: Annotated[list[str], Field(min_length=1, max_length=2000)] | None = None
-    files: Annotated[list[BatchFile], Field(min_length=1, max_length=2000)] | None = None
-    chunking_strategy: Chunking | None = None
+    file_ids: Annotated[list[str], Field(min_length=1, max_length=2000)] = OMITTED
+    files: Annotated[list[BatchFile], Field(min_length=1, max_length=2000)] = OMITTED
+    chunking_strategy: Chunking = OMITTED
     attributes: Attributes = None
 
     @model_validator(mode="after")
@@ -112,9 +112,8 @@ class SearchVectorStore(Strict):
     query: str | Annotated[list[str], Field(min_length=1, max_length=20)]
     rewrite_query: bool = False
     max_num_results: Annotated[int, Field(ge=1, le=50)] = 10
-    # Neither is nullable in the spec: an explicit null is a 400 (omitted means none / the defaults).
-    filters: dict[str, Any] = None  # type: ignore[assignment]  # checked by retrieval.validate_filter
-    ranking_options: SearchRankingOptions = None  # type: ignore[assignment]
+    filters: dict[str, Any] = OMITTED  # checked by retrieval.validate_filter
+    ranking_options: SearchRankingOptions = OMITTED
 
 
 class UpdateFileAttributes(Strict):
