@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.run_helpers import (
+    fresh_database,
     marker,
     messages_of,
     new_assistant,
@@ -56,9 +57,11 @@ def impatient(database_url, upstream, tmp_path):
     models = tmp_path / "models.toml"
     models.write_text(f'[upstreams.impatient]\nbase_url = "{upstream.url}/v1"\ntimeout = 1.0\nmax_retries = 1\n\n'
                       '[models."*"]\nupstream = "impatient"\n')
-    env = server_env(database_url, upstream, tmp_path, ASSISTD_MODELS_FILE=str(models))
-    with serve(env) as proc:
-        yield sdk(proc)
+    # A database of its own: keyless dev mode ends for good once any test has stored a key in the session's.
+    with fresh_database(database_url, tmp_path) as url:
+        env = server_env(url, upstream, tmp_path, ASSISTD_MODELS_FILE=str(models))
+        with serve(env) as proc:
+            yield sdk(proc)
 
 
 def test_upstream_silent_past_its_timeout_fails_the_run(impatient, upstream):

@@ -104,7 +104,7 @@ def test_filters(client, store, filters, expected):
 @pytest.mark.parametrize("body,param", [
     ({"query": "x", "filters": {"type": "eq", "key": "k"}}, "filters"),
     ({"query": "x", "filters": {"type": "between", "key": "k", "value": 1}}, "filters.type"),
-    ({"query": "x", "filters": {"type": "and", "filters": []}}, "filters"),
+    ({"query": "x", "filters": {"type": "and", "filters": []}}, "filters.filters"),
     ({"query": "x", "filters": {"type": "gt", "key": "k", "value": True}}, "filters.value"),
     ({"query": "x", "max_num_results": 0}, "max_num_results"),
     ({"query": "x", "max_num_results": 51}, "max_num_results"),
