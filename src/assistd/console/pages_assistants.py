@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from assistd.console.paging import nav_links, page_params
+from assistd.console.paging import nav_links, page_items, page_params
 from assistd.console.web import Member, page, render
 from assistd.services import assistants as assistant_service
 
@@ -26,7 +26,7 @@ async def assistants_page(request: Request, who: Member) -> Response:
     async with request.app.state.db.read() as conn:
         result = await assistant_service.list_page(conn, who.project_id, params)
     older, newer = nav_links(request, params, result)
-    return render(request, who, "assistants.html", assistants=[orjson.loads(r) for r in result.items],
+    return render(request, who, "assistants.html", assistants=page_items(result),
                   older=older, newer=newer, nav="assistants")
 
 

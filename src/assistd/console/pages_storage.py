@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from assistd.api.files import NOT_DOWNLOADABLE
-from assistd.console.paging import nav_links, page_params
+from assistd.console.paging import nav_links, page_items, page_params
 from assistd.console.web import Member, page, render
 from assistd.pagination import PageParams
 from assistd.services import files as file_service
@@ -19,10 +19,6 @@ from assistd.services.store_file_stats import chunk_counts
 router = APIRouter()
 
 
-def _items(result: object) -> list[dict]:
-    return [orjson.loads(raw) for raw in result.items]  # type: ignore[attr-defined]
-
-
 @router.get("/storage/files")
 @page
 async def files_page(request: Request, who: Member) -> Response:
@@ -30,7 +26,7 @@ async def files_page(request: Request, who: Member) -> Response:
     async with request.app.state.db.read() as conn:
         result = await file_service.list_files(conn, who.project_id, params)
     older, newer = nav_links(request, params, result)
-    return render(request, who, "files.html", files=_items(result), older=older, newer=newer, nav="storage",
+    return render(request, who, "files.html", files=page_items(result), older=older, newer=newer, nav="storage",
                   tab="files", not_downloadable=NOT_DOWNLOADABLE)
 
 
@@ -41,7 +37,7 @@ async def stores_page(request: Request, who: Member) -> Response:
     async with request.app.state.db.read() as conn:
         result = await store_service.list_stores(conn, who.project_id, params)
     older, newer = nav_links(request, params, result)
-    return render(request, who, "vector_stores.html", stores=_items(result), older=older, newer=newer,
+    return render(request, who, "vector_stores.html", stores=page_items(result), older=older, newer=newer,
                   nav="storage", tab="stores")
 
 
@@ -52,9 +48,9 @@ async def store_page(request: Request, who: Member, store_id: str) -> Response:
     async with request.app.state.db.read() as conn:
         store = await store_service.get_store(conn, who.project_id, store_id)
         result = await store_file_service.list_files(conn, who.project_id, store_id, params)
-        files = {f["id"]: f for f in _items(await file_service.list_files(conn, who.project_id,
+        files = {f["id"]: f for f in page_items(await file_service.list_files(conn, who.project_id,
                                                                           PageParams(limit=100)))}
-        store_files = _items(result)
+        store_files = page_items(result)
         chunks = await chunk_counts(conn, who.project_id, store_id, [f["id"] for f in store_files])
     older, newer = nav_links(request, params, result)
     attached = {f["id"] for f in store_files}

@@ -3,13 +3,12 @@ event stream."""
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from assistd.api.sse import run_events, sse_response
 from assistd.console import views
-from assistd.console.paging import nav_links, page_params, with_query
+from assistd.console.paging import nav_links, page_items, page_params, with_query
 from assistd.console.web import Member, page, render
 from assistd.errors import NotFound
 from assistd.events.base import run_channel
@@ -29,10 +28,6 @@ STEPS_PER_PAGE = 100
 RUNS_PER_PAGE = 20
 
 
-def _items(page_obj: object) -> list[dict]:
-    return [orjson.loads(raw) for raw in page_obj.items]  # type: ignore[attr-defined]
-
-
 @router.get("/threads")
 @page
 async def threads_page(request: Request, who: Member) -> Response:
@@ -45,8 +40,8 @@ async def threads_page(request: Request, who: Member) -> Response:
     params = page_params(request)
     async with request.app.state.db.read() as conn:
         result = await list_threads(conn, who.project_id, params, **filters)
-        assistants = _items(await assistant_service.list_page(conn, who.project_id, PageParams(limit=100)))
-    threads = _items(result)
+        assistants = page_items(await assistant_service.list_page(conn, who.project_id, PageParams(limit=100)))
+    threads = page_items(result)
     older, newer = nav_links(request, params, result)
     return render(request, who, "threads.html", threads=threads, filters=filters, assistants=assistants,
                   statuses=RUN_STATUSES, older=older, newer=newer, nav="threads")
@@ -63,8 +58,8 @@ async def thread_page(request: Request, who: Member, thread_id: str) -> Response
         result = await message_service.list_page(conn, who.project_id, thread_id, params)
         run_params = PageParams(limit=RUNS_PER_PAGE, after=q.get("runs_after") or None)
         run_page = await run_service.list_page(conn, who.project_id, thread_id, run_params)
-        runs = _items(run_page)
-    messages = list(reversed(_items(result)))  # newest page first, shown oldest → newest
+        runs = page_items(run_page)
+    messages = list(reversed(page_items(result)))  # newest page first, shown oldest → newest
     older, newer = nav_links(request, params, result)
     more_runs = with_query(request, runs_after=run_page.last_id) if run_page.has_more else None
     return render(request, who, "thread.html", thread=thread, messages=messages, runs=runs, more_runs=more_runs,
@@ -80,14 +75,14 @@ async def _run_and_steps(request: Request, who: Member, thread_id: str, run_id: 
             raise NotFound("run", run_id)
         result = await step_service.list_page(conn, who.project_id, thread_id, run_id,
                                               PageParams(limit=STEPS_PER_PAGE, order="asc", after=after))
-        steps = [views.shown_step(s) for s in _items(result)]
+        steps = [views.shown_step(s) for s in page_items(result)]
         wanted = {s["step_details"]["message_creation"]["message_id"] for s in steps
                   if s.get("type") == "message_creation"}
         created = {}
         if wanted:
             listed = await message_service.list_page(conn, who.project_id, thread_id,
                                                      PageParams(limit=100, order="asc"), run_id=run_id)
-            created = {m["id"]: m for m in _items(listed) if m["id"] in wanted}
+            created = {m["id"]: m for m in page_items(listed) if m["id"] in wanted}
         run_ms, steps_ms = await run_service.timings(conn, run_id)
     more = with_query(request, steps_after=result.last_id) if result.has_more else None
     return {"run": run, "steps": steps, "created": created,

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import orjson
 from starlette.requests import Request
 
 from assistd.pagination import Page, PageParams, parse_page_params
+
+
+def page_items(page: Page) -> list[dict]:
+    """A page's objects, decoded from the stored JSON the services hand out."""
+    return [orjson.loads(raw) for raw in page.items]
 
 
 def page_params(request: Request, default_limit: int = 20, order: str = "desc") -> PageParams:
