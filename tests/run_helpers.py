@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from openai import OpenAI
 
 from tests.servers import ROOT, LiveProcess, free_port, pg_admin
@@ -217,3 +220,16 @@ class WorkerProcess(LiveProcess):
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"worker not ready in {self.timeout}s:\n{self.log()}")
+
+
+def require_sandbox() -> None:
+    """Skip the calling test when this machine has no code_interpreter sandbox; fail it instead where
+    ASSISTD_TEST_REQUIRE_SANDBOX=1 (CI), so a missing sandbox never passes for a green run."""
+    from assistd.tools.code_interpreter import CodeInterpreter, SandboxUnavailable
+
+    try:
+        CodeInterpreter(tempfile.mkdtemp(prefix="assistd-ci-check-")).check()
+    except SandboxUnavailable as exc:
+        if os.environ.get("ASSISTD_TEST_REQUIRE_SANDBOX") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.run_helpers import (
     marker,
     messages_of,
     new_assistant,
+    require_sandbox,
     sdk,
     serve,
     server_env,
@@ -46,14 +46,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module", autouse=True)
 def sandbox() -> None:
-    from assistd.tools.code_interpreter import CodeInterpreter, SandboxUnavailable
-
-    try:
-        CodeInterpreter(tempfile.mkdtemp(prefix="assistd-ci-check-")).check()
-    except SandboxUnavailable as exc:
-        if os.environ.get("ASSISTD_TEST_REQUIRE_SANDBOX") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    require_sandbox()
 
 
 def code_message(code: str, *extra: str) -> str:

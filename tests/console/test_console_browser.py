@@ -4,8 +4,6 @@ live run timeline, file_search and code_interpreter details, hostile content."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
 import pytest
@@ -13,6 +11,7 @@ from openai import OpenAI
 
 from tests.conftest import KEY_B
 from tests.console.conftest import browser_sign_in
+from tests.run_helpers import require_sandbox
 from tests.servers import LiveProcess
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's beta.* namespace
@@ -153,19 +152,8 @@ def test_file_search_results_show_their_chunk_text(page_a: Any, server: LiveProc
     assert cite.get_attribute("href").startswith("/console/files/file-")
 
 
-def _sandbox_ok() -> bool:
-    from assistd.tools.code_interpreter import CodeInterpreter, SandboxUnavailable
-
-    try:
-        CodeInterpreter(tempfile.mkdtemp(prefix="assistd-ci-check-")).check()
-        return True
-    except SandboxUnavailable:
-        return os.environ.get("ASSISTD_TEST_REQUIRE_SANDBOX") == "1"
-
-
 def test_code_interpreter_step_shows_its_image(page_a: Any, server: LiveProcess, client: OpenAI) -> None:
-    if not _sandbox_ok():
-        pytest.skip("no code_interpreter sandbox here")
+    require_sandbox()
     assistant = _assistant(client, tools=[{"type": "code_interpreter"}])
     code = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"
     run = client.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread={"messages": [

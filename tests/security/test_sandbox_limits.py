@@ -12,14 +12,12 @@ Needs bubblewrap (scripts/install-sandbox): skipped without it unless ASSISTD_TE
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.run_helpers import marker, messages_of, new_assistant, new_thread
+from tests.run_helpers import marker, messages_of, new_assistant, new_thread, require_sandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 MiB = 1024**2
@@ -27,14 +25,7 @@ MiB = 1024**2
 
 @pytest.fixture(scope="module", autouse=True)
 def sandbox() -> None:
-    from assistd.tools.code_interpreter import CodeInterpreter, SandboxUnavailable
-
-    try:
-        CodeInterpreter(tempfile.mkdtemp(prefix="assistd-ci-check-")).check()
-    except SandboxUnavailable as exc:
-        if os.environ.get("ASSISTD_TEST_REQUIRE_SANDBOX") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+    require_sandbox()
 
 
 def run_code_in_server(client, code: str) -> str:
