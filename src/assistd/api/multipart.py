@@ -75,7 +75,7 @@ class MultipartReader:
             raise InvalidRequest(f"Invalid multipart boundary: {exc}") from None
 
     def _new_parser(self, boundary: bytes) -> MultipartParser:
-        return MultipartParser(boundary, callbacks={  # type: ignore[arg-type]
+        return MultipartParser(boundary, callbacks={
             "on_part_begin": self._on_part_begin,
             "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),
             "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),

@@ -73,14 +73,14 @@ def timeline(run: dict[str, Any], steps: list[dict[str, Any]], now: float | None
     one from before is placed by its whole-second times, so its bar is at least a sliver wide."""
     now = now if now is not None else time.time()
     steps_ms, run_ms = steps_ms or {}, run_ms or {}
-    start = run_ms["queued_ms"] / 1000 if run_ms.get("queued_ms") else run.get("created_at") or 0
-    done = run_ms["ended_ms"] / 1000 if run_ms.get("ended_ms") else run_end(run)
+    start = run_queued_ms / 1000 if (run_queued_ms := run_ms.get("queued_ms")) else run.get("created_at") or 0
+    done = run_ended_ms / 1000 if (run_ended_ms := run_ms.get("ended_ms")) else run_end(run)
     active = run.get("status") in ACTIVE_STATUSES
     times = []
     for step in steps:
         s = step.get("created_at") or start
         e = step_end(step) or (now if step.get("status") == "in_progress" else s)
-        created_ms, ended_ms = steps_ms.get(step.get("id"), (None, None))
+        created_ms, ended_ms = steps_ms.get(step.get("id", ""), (None, None))
         if created_ms:
             s = created_ms / 1000
             e = ended_ms / 1000 if ended_ms else (now if step.get("status") == "in_progress" else s)

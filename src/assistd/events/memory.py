@@ -15,7 +15,7 @@ class _MemorySubscription(Subscription):
         self._channel = channel
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
 
-    async def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[Event]:
         while True:
             yield await self.queue.get()
 

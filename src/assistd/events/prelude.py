@@ -43,7 +43,7 @@ class PreludeSubscription(Subscription):
             if event is None or self._keep(event):
                 return event
 
-    async def __aiter__(self) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[Event]:
         while True:
             event = await self.get()
             if event is not None:

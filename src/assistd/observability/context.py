@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import MutableMapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -20,7 +21,7 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 _PATH_IDS = ("thread_id", "run_id", "step_id", "assistant_id", "message_id", "file_id", "vector_store_id")
 
-_request: ContextVar[dict[str, Any] | None] = ContextVar("assistd_request", default=None)
+_request: ContextVar[MutableMapping[str, Any] | None] = ContextVar("assistd_request", default=None)
 _bound: ContextVar[dict[str, str] | None] = ContextVar("assistd_ids", default=None)
 
 
@@ -32,11 +33,11 @@ def request_id_for(incoming: bytes | None) -> str:
     return "req_" + secrets.token_hex(16)
 
 
-def enter_request(scope: dict[str, Any]) -> Token[dict[str, Any] | None]:
+def enter_request(scope: MutableMapping[str, Any]) -> Token[MutableMapping[str, Any] | None]:
     return _request.set(scope)
 
 
-def leave_request(token: Token[dict[str, Any] | None]) -> None:
+def leave_request(token: Token[MutableMapping[str, Any] | None]) -> None:
     _request.reset(token)
 
 

@@ -95,7 +95,7 @@ class _HttpCollector:
 
 
 _http = _HttpCollector()
-REGISTRY.register(_http)  # type: ignore[arg-type]
+REGISTRY.register(_http)
 active_streams = Gauge("assistd_active_streams", "SSE streams open on this process", registry=REGISTRY)
 
 # --- runs ---------------------------------------------------------------------------------------------

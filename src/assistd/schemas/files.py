@@ -48,10 +48,11 @@ def _check_anchor(value: str) -> None:
 def _check_seconds(value: object) -> int:
     param = "expires_after.seconds"
     if isinstance(value, str):
+        text = value
         try:
-            value = int(value.strip())
+            value = int(text.strip())
         except ValueError:
-            raise InvalidRequest(f"Invalid '{param}': expected an integer, but got '{value[:100]}' instead.",
+            raise InvalidRequest(f"Invalid '{param}': expected an integer, but got '{text[:100]}' instead.",
                                  param=param) from None
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidRequest(f"Invalid type for '{param}': expected an integer.", param=param)

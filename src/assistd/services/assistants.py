@@ -63,7 +63,7 @@ async def modify(
         obj[name] = getattr(req, name)
     if "tools" in given:
         obj["tools"] = tool_dicts(req.tools)
-    if "tool_resources" in given:
+    if "tool_resources" in given and req.tool_resources is not None:
         obj["tool_resources"] = await merge_tool_resources(conn, project_id, obj.get("tool_resources") or {},
                                                            req.tool_resources)
     if "response_format" in given:

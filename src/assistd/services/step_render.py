@@ -40,7 +40,7 @@ def render_step(raw_json: Raw, include: list[str] | tuple[str, ...] | None) -> R
     if not strip_step(step, include):
         return raw_json
     out = orjson.dumps(step)
-    return out if isinstance(raw_json, bytes) else out.decode()  # type: ignore[return-value]
+    return out if isinstance(raw_json, bytes) else out.decode()
 
 
 def strip_step(step: dict[str, Any], include: list[str] | tuple[str, ...] | None) -> bool:

@@ -29,7 +29,7 @@ async def create_with_messages(
     """The new thread and its messages, oldest first. ``param``: where the thread sits in the request
     (``thread.`` in create-thread-and-run), ``resources_param`` where its tool_resources came from, for
     errors."""
-    obj = {
+    obj: dict[str, Any] = {
         "id": ids.new_id("thread"),
         "object": "thread",
         "created_at": ids.now(),

@@ -185,7 +185,7 @@ async def list_page(
     )
     rows = (await conn.execute(stmt)).all()
     has_more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    rows = list(rows[: page.limit])
     if backwards:
         rows.reverse()
     return Page(

@@ -71,7 +71,7 @@ def lean_aiosqlite_creator(url: str) -> Any:
 
     class LeanConnection(aiosqlite.Connection):
         @contextmanager
-        async def cursor(self) -> LeanCursor:
+        async def cursor(self) -> LeanCursor:  # type: ignore[override]
             return LeanCursor(self, self._conn.cursor())
 
         async def rollback(self) -> None:
@@ -81,18 +81,18 @@ def lean_aiosqlite_creator(url: str) -> Any:
 
     async def creator() -> LeanConnection:
         def connector() -> sqlite3.Connection:
-            return sqlite3.connect(*args, **kwargs)
+            return sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]
 
         conn = LeanConnection(connector, 64)
         conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite's own connections
-        return await conn
+        return await conn  # type: ignore[return-value]  # awaiting starts the thread, returns self
 
     return creator
 
 
 def configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours (see module docstring).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -103,7 +103,7 @@ def configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Any) -> None:
         options = conn.get_execution_options()
         if options.get("sqlite_autocommit"):
             return

@@ -107,9 +107,9 @@ class Session:
             for fd in (ctrl_w, info_w, filter_fd):
                 if fd is not None:
                     os.close(fd)
-        self._ctrl = asyncio.StreamReader(limit=CTRL_LIMIT)
+        self._ctrl = ctrl = asyncio.StreamReader(limit=CTRL_LIMIT)
         self._ctrl_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(self._ctrl), os.fdopen(ctrl_r, "rb", buffering=0))
+            lambda: asyncio.StreamReaderProtocol(ctrl), os.fdopen(ctrl_r, "rb", buffering=0))
         self._pump = asyncio.create_task(self._read_output())
         config = {
             "limits": self.sandbox.limits(), "uid": self.uid, "gid": self.uid, "ctrl_fd": ctrl_w,

@@ -53,7 +53,7 @@ class KernelProcess:
                 loop.remove_reader(pidfd)
                 os.close(pidfd)
                 if not self._exited.done():
-                    self._exited.set_result(self._popen.returncode)  # type: ignore[arg-type]
+                    self._exited.set_result(self._popen.returncode)
 
         loop.add_reader(pidfd, readable)
 
@@ -61,7 +61,7 @@ class KernelProcess:
         while self._popen.poll() is None:
             await asyncio.sleep(0.1)
         if not self._exited.done():
-            self._exited.set_result(self._popen.returncode)  # type: ignore[arg-type]
+            self._exited.set_result(self._popen.returncode)
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
@@ -84,7 +84,7 @@ async def spawn(argv: Sequence[str], *, pass_fds: Sequence[int], cwd: Path, env:
     transports: list[asyncio.BaseTransport] = []
     try:
         w_transport, w_protocol = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin)  # type: ignore[attr-defined]
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin)
         transports.append(w_transport)
         reader = asyncio.StreamReader(limit=STDOUT_LIMIT, loop=loop)
         r_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
