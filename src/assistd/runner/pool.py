@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
 from assistd.events import channels
-from assistd.events.base import EventBus, Subscription
+from assistd.events.base import EventBus
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import HeadStart, RunExecutor
+from assistd.runner.lease_loops import keep_leases, wake_on
 from assistd.services.runs import Lease
 from assistd.store.db import Database
 
@@ -65,16 +66,20 @@ class WorkerPool:
         self._held: dict[int, RunExecutor | None] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
-        self._wake_sub: Subscription | None = None
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self.db.is_sqlite:
-            await claims.release_all_leases(self.db)
-        self._wake_sub = await self.bus.subscribe(WAKE_CHANNEL)
-        self._loops = [asyncio.create_task(loop()) for loop in (self._claim_loop, self._heartbeat_loop,
-                                                                   self._wake_loop)]
+            await claims.QUEUE.release_all(self.db)
+        wakes = await self.bus.subscribe(WAKE_CHANNEL)
+        # Runs recording their outcome keep their lease too (a busy database can make that slow, and a lapsed
+        # lease would let a second attempt start); _interrupt leaves them alone.
+        heartbeat = keep_leases(claims.QUEUE, self.db, self.owner, lease_seconds=self.lease_seconds,
+                                every=self.heartbeat_seconds, held=lambda: list(self._running), heard=self._heard,
+                                log=log)
+        self._loops = [asyncio.create_task(self._claim_loop()), asyncio.create_task(heartbeat),
+                       asyncio.create_task(wake_on(wakes, self.wake))]
 
     def wake(self) -> None:
         """A run became claimable in this process: look now rather than at the next poll."""
@@ -158,34 +163,12 @@ class WorkerPool:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()
 
-    async def _wake_loop(self) -> None:
-        assert self._wake_sub is not None
-        try:
-            while True:
-                if await self._wake_sub.get() is not None:
-                    self.wake()
-        finally:
-            await self._wake_sub.close()
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            # Runs recording their outcome keep their lease too (a busy database can make that slow, and a
-            # lapsed lease would let a second attempt start); _interrupt leaves them alone.
-            held = list(self._running)
-            if not held:
-                continue
-            try:
-                statuses = await claims.heartbeat(self.db, self.owner, held, self.lease_seconds)
-            except Exception:
-                log.exception("heartbeat failed")
-                continue
-            for run_id in held:
-                status = statuses.get(run_id)
-                if status is None:
-                    self._interrupt(run_id, "lease_lost")
-                elif status == "cancelling":
-                    self._interrupt(run_id, "cancel")
+    def _heard(self, run_id: str, status: str | None) -> None:
+        """The heartbeat's news of a run we execute: its lease lost (None), or its cancellation asked for."""
+        if status is None:
+            self._interrupt(run_id, "lease_lost")
+        elif status == "cancelling":
+            self._interrupt(run_id, "cancel")
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -208,7 +191,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             if executor.cancel_reason == "shutdown":
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(claims.release(self.db, self.owner, executor.run_id))
+                    await asyncio.shield(claims.QUEUE.release(self.db, self.owner, executor.run_id))
         except Exception:
             log.exception("run %s: executor failed", executor.run_id)
 

@@ -35,8 +35,8 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.blobstore import BlobStore
-from assistd.runner import jobs
 from assistd.services import vector_stores as stores
+from assistd.store import jobs
 from assistd.store import keys as key_store
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
