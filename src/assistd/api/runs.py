@@ -50,8 +50,8 @@ def _answer(db: Database, project: str, launched: Launched) -> Response:
 @router.post("/threads/runs")
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
     async def create(conn: AsyncConnection, outbox: Outbox, lease: Lease | None) -> Queued:
-        _, run, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request), lease)
-        return run, [], messages
+        _, queued, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request), lease)
+        return queued, [], messages
 
     launched = await request.app.state.launcher.queue(project, create, stream=bool(body.stream))
     return _answer(db, project, launched)

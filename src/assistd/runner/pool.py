@@ -7,7 +7,7 @@ On stop, the pool claims nothing more, lets running runs finish for a grace peri
 for another worker to resume.
 
 Latency: a run queued by this process's API is stored in_progress and leased to this pool by the
-transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``start_reserved``),
+transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``settle``),
 with no claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
 listening (``assistd worker``s on PostgreSQL too) claims at once instead of at its next poll.
 """
@@ -61,9 +61,9 @@ class WorkerPool:
         self.poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
-        # Slots held by leases (by id) of transactions not yet ended, with the executor of the run each
-        # started (None until ``reserve``).
-        self._held: dict[int, RunExecutor | None] = {}
+        # Slots held by the leases of transactions not yet ended, with the executor of the run each started
+        # (None until ``reserve``). A Lease hashes by identity: each is one slot.
+        self._held: dict[Lease, RunExecutor | None] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
         self._stopping = False
@@ -87,34 +87,33 @@ class WorkerPool:
 
     def lease(self) -> Lease | None:
         """A free slot, held for the run the caller's transaction is about to queue (None: no slot free).
-        The transaction stores the run started under it (services/runs.py), then calls ``reserve``; after
-        the commit, ``start_reserved`` — or ``release`` if anything failed."""
+        The transaction stores the run started under it (services/runs.py), then calls ``reserve``; when
+        the transaction has ended, ``settle``."""
         if self._stopping or self.concurrency - len(self._running) - len(self._held) <= 0:
             return None
         lease = Lease(self.owner, self.lease_seconds)
-        self._held[id(lease)] = None
+        self._held[lease] = None
         return lease
 
     async def reserve(
-        self, conn: AsyncConnection, lease: Lease, project_id: str, *,
+        self, conn: AsyncConnection, lease: Lease, started: dict[str, Any], project_id: str, *,
         steps: list[dict[str, Any]] | None = None, thread: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Inside that transaction, once the run is stored started: its executor, told what the transaction
-        knows of the run's steps and thread so that its first turn need not read them back (``HeadStart``).
-        A first turn that can only answer in text has its answer inserted here too (runner/answer_steps.py)."""
-        assert lease.started is not None and id(lease) in self._held
-        executor = self._executor(lease.started["id"], project_id, HeadStart(lease.started, steps, thread))
+        """Inside that transaction, once the run is stored ``started`` under the lease: its executor, told what
+        the transaction knows of the run's steps and thread so that its first turn need not read them back
+        (``HeadStart``). A first turn that can only answer in text has its answer inserted here too
+        (runner/answer_steps.py)."""
+        assert lease in self._held
+        executor = self._executor(started["id"], project_id, HeadStart(started, steps, thread))
         await executor.prepare_first_answer(conn)
-        self._held[id(lease)] = executor
+        self._held[lease] = executor
 
-    def start_reserved(self, lease: Lease) -> None:
-        executor = self._held.pop(id(lease), None)
-        if executor is not None and executor.run_id not in self._running:
+    def settle(self, lease: Lease, committed: bool) -> None:
+        """The lease's transaction has ended. Committed, the run reserved under the lease (if any) starts now
+        and takes the slot; rolled back, the run and its lease went with it and the slot is free."""
+        executor = self._held.pop(lease, None)
+        if committed and executor is not None and executor.run_id not in self._running:
             self._start(executor)
-
-    def release(self, lease: Lease) -> None:
-        """The transaction rolled back (the run and its lease went with it), or queued no run."""
-        self._held.pop(id(lease), None)
 
     def cancel_local(self, run_id: str) -> None:
         """Cancel at once when this process executes the run (others notice by heartbeat)."""

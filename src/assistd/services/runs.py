@@ -1,7 +1,8 @@
 """Runs as the API sees them: create (also with a new thread), read, list, modify, cancel, tool outputs.
 
-Executing a run is the runner's job; this module only records what was asked and moves the run through
-the statuses a client may cause (queued, cancelling, back to queued after tool outputs).
+Executing a run is the worker pool's job; this module only records what was asked and moves the run
+through the statuses a client may cause (queued, cancelling, back to queued after tool outputs) — or
+stores it started at once under a ``Lease`` of a worker slot of this process (the head start).
 """
 
 from __future__ import annotations
@@ -174,32 +175,45 @@ def _build_run(
     }
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Lease:
-    """A worker slot of this process, held for the run a request queues (``WorkerPool.lease``): the run is
-    stored in_progress at once, leased to ``owner`` for ``seconds`` from its write (not from the lease's
-    taking: the transaction may wait for SQLite's writer), with no claim or start transaction after.
-    ``started`` is the run as stored; the request still answers with it as queued, as the hosted API does,
-    and its stream carries ``thread.run.queued`` then ``thread.run.in_progress``."""
+    """A worker slot of this process (``WorkerPool.lease``; each lease is one slot, compared by identity),
+    held for the run a request queues: the run is stored in_progress at once, leased to ``owner`` for
+    ``seconds`` from its write (not from the lease's taking: the transaction may wait for SQLite's writer),
+    with no claim or start transaction after."""
 
     owner: str
     seconds: float
-    started: dict[str, Any] | None = None
 
 
-def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The queued ``run`` as it is stored — started under ``lease`` when there is one — and its lease columns."""
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    """A run a transaction queued: as the request answers it — queued, as the hosted API does — and, when
+    it was stored started under a ``Lease``, as stored (its stream carries ``thread.run.queued`` then
+    ``thread.run.in_progress``)."""
+
+    run: dict[str, Any]
+    started: dict[str, Any] | None  # None: left queued for whichever worker claims it
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        return self.run if self.started is None else self.started
+
+
+def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[QueuedRun, dict[str, Any]]:
+    """The queued ``run`` and how it is stored — started under ``lease`` when there is one —, and its lease
+    columns."""
     if lease is None:
-        return run, {"lease_owner": None, "lease_expires_at": None}
-    lease.started = set_run_status(dict(run), "in_progress")
-    outbox.add("thread.run.in_progress", lease.started)
-    return lease.started, {"lease_owner": lease.owner, "lease_expires_at": time.time() + lease.seconds}
+        return QueuedRun(run, None), {"lease_owner": None, "lease_expires_at": None}
+    started = set_run_status(dict(run), "in_progress")
+    outbox.add("thread.run.in_progress", started)
+    return QueuedRun(run, started), {"lease_owner": lease.owner, "lease_expires_at": time.time() + lease.seconds}
 
 
 async def _start(
     conn: AsyncConnection, project_id: str, thread: dict, req: RunOptions, outbox: Outbox,
     extra_instructions: str | None, ttl: int, lease: Lease | None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
     run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
     run["tool_resources"] = run_tool_resources(assistant, thread)
@@ -207,17 +221,18 @@ async def _start(
     outbox.add("thread.run.created", run)
     outbox.add("thread.run.queued", run)
     observe_runs.run_queued(run, project_id)
-    stored, columns = _take(run, lease, outbox)
+    queued, columns = _take(run, lease, outbox)
+    stored = queued.stored
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
                                 status=stored["status"], expires_at=run["expires_at"],
                                 trace_context=tracing.current_traceparent(), queued_ms=now_ms(), **columns)
-    return run
+    return queued
 
 
 async def create(
     conn: AsyncConnection, project_id: str, thread_id: str, req: CreateRun, outbox: Outbox,
     ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     # Lock the thread row so two concurrent creates can't both see "no active run".
     thread = await objects.get_for_update(conn, threads, thread_id, project_id=project_id)
     if thread is None:
@@ -235,7 +250,7 @@ async def create(
 async def create_thread_and_run(
     conn: AsyncConnection, project_id: str, req: CreateThreadAndRun, outbox: Outbox,
     ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], QueuedRun, list[dict[str, Any]]]:
     """The new thread, its run, and the thread's messages (oldest first)."""
     thread_req = req.thread or CreateThread()
     resources_param = "thread.tool_resources"
@@ -293,7 +308,7 @@ async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
 async def submit_tool_outputs(
     conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, req: SubmitToolOutputs, outbox: Outbox,
     lease: Lease | None = None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] != "requires_action" or not run.get("required_action"):
         raise Conflict(f'Runs in status "{run["status"]}" do not accept tool outputs.')
@@ -323,9 +338,9 @@ async def submit_tool_outputs(
     outbox.run_id = run_id
     outbox.add("thread.run.step.completed", step)
     outbox.add("thread.run.queued", run)
-    stored, columns = _take(run, lease, outbox)
-    await save_run(conn, stored, **columns)
-    return run
+    queued, columns = _take(run, lease, outbox)
+    await save_run(conn, queued.stored, **columns)
+    return queued
 
 
 async def _pending_tool_step(conn: AsyncConnection, run_id: str, call_ids: list[str]) -> dict[str, Any]:
