@@ -73,7 +73,10 @@ async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
     await objects.save_object_first(conn, run_steps, step, first, status=step["status"])
 
 
-async def timings(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int | None], dict[str, tuple]]:
+StepTimes = tuple[int | None, int | None]  # a step's (created_ms, ended_ms)
+
+
+async def timings(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int | None], dict[str, StepTimes]]:
     """The run's millisecond times (queued/started/first_token/ended ``_ms``, None where not recorded, e.g. a
     run from before they were) and each step's ``(created_ms, ended_ms)`` by id: the console's run view."""
     row = (await conn.execute(select(runs.c.queued_ms, runs.c.started_ms, runs.c.first_token_ms, runs.c.ended_ms)
@@ -127,7 +130,7 @@ def run_tool_resources(assistant: dict[str, Any], thread: dict[str, Any]) -> dic
 
 def _build_run(
     thread_id: str, assistant: dict[str, Any], req: RunOptions, extra_instructions: str | None, ttl: int
-) -> dict:
+) -> dict[str, Any]:
     created = ids.now()
     instructions = req.instructions if req.instructions is not None else assistant.get("instructions")
     if extra_instructions:
@@ -138,7 +141,7 @@ def _build_run(
         tool_choice = (req.tool_choice if isinstance(req.tool_choice, str)
                        else req.tool_choice.model_dump(exclude_none=True))
         _named_choice_check(tool_choice, tools)
-    truncation = {"type": "auto", "last_messages": None}
+    truncation: dict[str, Any] = {"type": "auto", "last_messages": None}
     if req.truncation_strategy is not None:
         truncation = {"type": req.truncation_strategy.type, "last_messages": req.truncation_strategy.last_messages}
     return {
@@ -211,7 +214,7 @@ def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[Que
 
 
 async def _start(
-    conn: AsyncConnection, project_id: str, thread: dict, req: RunOptions, outbox: Outbox,
+    conn: AsyncConnection, project_id: str, thread: dict[str, Any], req: RunOptions, outbox: Outbox,
     extra_instructions: str | None, ttl: int, lease: Lease | None,
 ) -> QueuedRun:
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
@@ -272,7 +275,7 @@ async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str, run_id
     return raw
 
 
-async def get_for_update(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict:
+async def get_for_update(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict[str, Any]:
     run = await objects.get_for_update(conn, runs, run_id, project_id=project_id, thread_id=thread_id)
     if run is None:
         await message_service.require_thread(conn, project_id, thread_id)
@@ -285,7 +288,8 @@ async def list_page(conn: AsyncConnection, project_id: str, thread_id: str, page
     return await objects.list_page(conn, runs, page, project_id=project_id, thread_id=thread_id)
 
 
-async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
+async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, metadata: dict[str, str] | None
+                 ) -> dict[str, Any]:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if metadata is not None:
         run["metadata"] = metadata
@@ -293,7 +297,8 @@ async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
     return run
 
 
-async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, outbox: Outbox) -> dict:
+async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, outbox: Outbox
+                 ) -> dict[str, Any]:
     """Ask for cancellation: the worker executing (or next claiming) the run finishes it as cancelled."""
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] not in ("queued", "in_progress", "requires_action"):
@@ -347,7 +352,7 @@ async def _pending_tool_step(conn: AsyncConnection, run_id: str, call_ids: list[
     stmt = (select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "in_progress")
             .order_by(run_steps.c.seq.desc()))
     for (raw,) in await conn.execute(stmt):
-        step = orjson.loads(raw)
+        step: dict[str, Any] = orjson.loads(raw)
         if step["type"] == "tool_calls" and {c["id"] for c in step["step_details"]["tool_calls"]} >= set(call_ids):
             return step
     raise NotFound("run step", f"for tool calls {call_ids}")

@@ -26,7 +26,7 @@ from assistd.store.db import Database
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    rows: list[Row[Any]]  # the claimed rows' ``LeasedQueue.columns``, oldest first
+    rows: list[Row[*tuple[Any, ...]]]  # the claimed rows' ``LeasedQueue.columns``, oldest first
     reclaimed: int  # how many of them were taken from a holder whose lease had lapsed (a dead worker's)
 
 

@@ -74,12 +74,12 @@ MAX_LISTED = 100  # conflicts and skipped objects listed one by one; past that, 
 
 @dataclass
 class Report:
-    imported: Counter = field(default_factory=Counter)
-    present: Counter = field(default_factory=Counter)
+    imported: Counter[str] = field(default_factory=Counter)
+    present: Counter[str] = field(default_factory=Counter)
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    unlisted: Counter = field(default_factory=Counter)  # "conflicts" / "skipped" past MAX_LISTED
+    unlisted: Counter[str] = field(default_factory=Counter)  # "conflicts" / "skipped" past MAX_LISTED
 
     @property
     def has_conflicts(self) -> bool:
