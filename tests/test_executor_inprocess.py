@@ -53,7 +53,8 @@ class Engine:
             asst = await assistants.create(conn, self.project, CreateAssistant(model="gpt-4o-mini", **assistant))
             thread, _ = await threads.create_with_messages(
                 conn, self.project, CreateThread(messages=[{"role": "user", "content": text}]))
-            run = await runs.create(conn, self.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+            queued = await runs.create(conn, self.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+        run = queued.run
         events: list[Event] = []
         sub = await self.bus.subscribe(run_channel(run["id"]))
         await RunExecutor(self.db, self.bus, self.model, run["id"], self.project).execute()  # type: ignore[arg-type]

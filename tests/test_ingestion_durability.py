@@ -126,7 +126,7 @@ def test_api_only_server_queues_and_worker_node_ingests(database_url, upstream, 
 def test_finished_jobs_are_purged_after_their_keeping_time(database_url, tmp_path):
     from sqlalchemy import insert
 
-    from assistd.runner import jobs as job_queue
+    from assistd.store import jobs as job_queue
     from assistd.store.migrate import migrate
 
     day = 24 * 3600.0

@@ -322,8 +322,8 @@ def test_a_cancel_landing_while_the_turn_is_recorded_wins(database_url, tmp_path
                 assistant = await assistant_service.create(conn, project, CreateAssistant(model="m", tools=[WEATHER]))
                 thread = await thread_service.create(conn, project, CreateThread(
                     messages=[{"role": "user", "content": "weather?"}]))
-                run = await run_service.create(conn, project, thread["id"],
-                                               CreateRun(assistant_id=assistant["id"]), Outbox())
+                run = (await run_service.create(conn, project, thread["id"],
+                                                CreateRun(assistant_id=assistant["id"]), Outbox())).run
 
             class Provider:
                 async def stream_chat(self, request):

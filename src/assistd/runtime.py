@@ -16,10 +16,11 @@ from assistd.events.base import EventBus
 from assistd.events.factory import create_bus
 from assistd.providers.router import ModelRouter
 from assistd.ratelimits import create_counters
+from assistd.runner import ingestion
 from assistd.runner.launcher import RunLauncher
 from assistd.runner.pool import WorkerPool
 from assistd.runner.sweeper import RunSweeper
-from assistd.services import ingestion, rate_limits
+from assistd.services import rate_limits
 from assistd.services.vector_search import Retrieval
 from assistd.store.db import Database
 from assistd.store.migrate import migrate

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,7 +31,8 @@ POLL_HEADERS = {"openai-poll-after-ms": "50"}
 
 
 def _ttl(request: Request) -> int:
-    return request.app.state.settings.run_ttl_seconds
+    ttl: int = request.app.state.settings.run_ttl_seconds
+    return ttl
 
 
 def _answer(db: Database, project: str, launched: Launched) -> Response:
@@ -40,7 +41,7 @@ def _answer(db: Database, project: str, launched: Launched) -> Response:
         return json_response(launched.run)
     run = launched.run
 
-    async def load_run() -> dict | None:
+    async def load_run() -> dict[str, Any] | None:
         async with db.read() as conn:
             return await service.get(conn, project, run["thread_id"], run["id"])
 
@@ -50,8 +51,8 @@ def _answer(db: Database, project: str, launched: Launched) -> Response:
 @router.post("/threads/runs")
 async def create_thread_and_run(body: CreateThreadAndRun, request: Request, project: Project, db: DB) -> Response:
     async def create(conn: AsyncConnection, outbox: Outbox, lease: Lease | None) -> Queued:
-        _, run, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request), lease)
-        return run, [], messages
+        _, queued, messages = await service.create_thread_and_run(conn, project, body, outbox, _ttl(request), lease)
+        return queued, [], messages
 
     launched = await request.app.state.launcher.queue(project, create, stream=bool(body.stream))
     return _answer(db, project, launched)
@@ -93,7 +94,7 @@ async def modify_run(thread_id: str, run_id: str, body: ModifyRun, project: Proj
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(thread_id: str, run_id: str, request: Request, project: Project, db: DB) -> Response:
-    async def cancel(conn: AsyncConnection, outbox: Outbox) -> dict:
+    async def cancel(conn: AsyncConnection, outbox: Outbox) -> dict[str, Any]:
         return await service.cancel(conn, project, thread_id, run_id, outbox)
 
     return json_response(await request.app.state.launcher.cancel(run_id, cancel))

@@ -9,7 +9,8 @@ place that decides where the run starts and when the world hears of it.
 3. After the commit: the transaction's effects are delivered (``Outbox``), then the run starts here —
    or, if the transaction failed, the slot is freed.
 
-Routes call ``queue`` or ``cancel`` and answer; services only see the ``Lease`` and the ``Outbox``.
+Routes call ``queue`` or ``cancel`` and answer; services only see the ``Lease`` (a slot, owned by the pool)
+and the ``Outbox``, and say what they stored (``QueuedRun``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from assistd.events.base import EventBus, Subscription, run_channel
 from assistd.events.prelude import PreludeSubscription
 from assistd.runner.pool import WorkerPool
 from assistd.services.outbox import Outbox
-from assistd.services.runs import Lease
+from assistd.services.runs import Lease, QueuedRun
 from assistd.store.db import Database
 
-# What a transaction that queues a run returns: the run (as queued), and what it knows of the run's steps
-# and of its thread's messages (None: not known), for the run's first turn when this process executes it.
-Queued = tuple[dict[str, Any], list[dict[str, Any]] | None, list[dict[str, Any]] | None]
+# What a transaction that queues a run returns: the run (as queued, and as stored), and what it knows of the
+# run's steps and of its thread's messages (None: not known), for the run's first turn when this process
+# executes it.
+Queued = tuple[QueuedRun, list[dict[str, Any]] | None, list[dict[str, Any]] | None]
 QueueAction = Callable[[AsyncConnection, Outbox, Lease | None], Awaitable[Queued]]
 CancelAction = Callable[[AsyncConnection, Outbox], Awaitable[dict[str, Any]]]
 
@@ -56,9 +58,10 @@ class RunLauncher:
         committed = False
         try:
             async with self.db.write() as conn:
-                run, steps, thread = await action(conn, outbox, lease)
-                if pool is not None and lease is not None and lease.started is not None:
-                    await pool.reserve(conn, lease, project_id, steps=steps, thread=thread)
+                queued, steps, thread = await action(conn, outbox, lease)
+                run = queued.run
+                if pool is not None and lease is not None and queued.started is not None:
+                    await pool.reserve(conn, lease, queued.started, project_id, steps=steps, thread=thread)
                 else:  # whichever pool claims it first, in any process
                     outbox.wake_runs(run["id"])
                 if stream:
@@ -70,11 +73,10 @@ class RunLauncher:
         except BaseException:
             if sub is not None:  # no stream will read it
                 await sub.close()
-            if pool is not None and lease is not None:  # run it if it was committed started, else free the slot
-                pool.start_reserved(lease) if committed and lease.started is not None else pool.release(lease)
             raise
-        if pool is not None and lease is not None:
-            pool.start_reserved(lease) if lease.started is not None else pool.release(lease)
+        finally:
+            if pool is not None and lease is not None:  # after the events: the run starts here, or the slot frees
+                pool.settle(lease, committed)
         return Launched(run, sub)
 
     async def cancel(self, run_id: str, action: CancelAction) -> dict[str, Any]:

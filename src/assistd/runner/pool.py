@@ -7,7 +7,7 @@ On stop, the pool claims nothing more, lets running runs finish for a grace peri
 for another worker to resume.
 
 Latency: a run queued by this process's API is stored in_progress and leased to this pool by the
-transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``start_reserved``),
+transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``settle``),
 with no claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
 listening (``assistd worker``s on PostgreSQL too) claims at once instead of at its next poll.
 """
@@ -25,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
 from assistd.events import channels
-from assistd.events.base import EventBus, Subscription
+from assistd.events.base import EventBus
 from assistd.providers.router import ModelRouter
 from assistd.runner import claims
 from assistd.runner.execute import HeadStart, RunExecutor
+from assistd.runner.lease_loops import keep_leases, wake_on
 from assistd.services.runs import Lease
 from assistd.store.db import Database
 
@@ -60,21 +61,25 @@ class WorkerPool:
         self.poll_seconds = poll_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{ids.random_base62(8)}"
         self._running: dict[str, tuple[asyncio.Task[None], RunExecutor]] = {}
-        # Slots held by leases (by id) of transactions not yet ended, with the executor of the run each
-        # started (None until ``reserve``).
-        self._held: dict[int, RunExecutor | None] = {}
+        # Slots held by the leases of transactions not yet ended, with the executor of the run each started
+        # (None until ``reserve``). A Lease hashes by identity: each is one slot.
+        self._held: dict[Lease, RunExecutor | None] = {}
         self._backlog = False  # claimable runs may be left over: claim again when a slot frees
         self._wake = asyncio.Event()
-        self._wake_sub: Subscription | None = None
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         if self.db.is_sqlite:
-            await claims.release_all_leases(self.db)
-        self._wake_sub = await self.bus.subscribe(WAKE_CHANNEL)
-        self._loops = [asyncio.create_task(loop()) for loop in (self._claim_loop, self._heartbeat_loop,
-                                                                   self._wake_loop)]
+            await claims.QUEUE.release_all(self.db)
+        wakes = await self.bus.subscribe(WAKE_CHANNEL)
+        # Runs recording their outcome keep their lease too (a busy database can make that slow, and a lapsed
+        # lease would let a second attempt start); _interrupt leaves them alone.
+        heartbeat = keep_leases(claims.QUEUE, self.db, self.owner, lease_seconds=self.lease_seconds,
+                                every=self.heartbeat_seconds, held=lambda: list(self._running), heard=self._heard,
+                                log=log)
+        self._loops = [asyncio.create_task(self._claim_loop()), asyncio.create_task(heartbeat),
+                       asyncio.create_task(wake_on(wakes, self.wake))]
 
     def wake(self) -> None:
         """A run became claimable in this process: look now rather than at the next poll."""
@@ -82,34 +87,33 @@ class WorkerPool:
 
     def lease(self) -> Lease | None:
         """A free slot, held for the run the caller's transaction is about to queue (None: no slot free).
-        The transaction stores the run started under it (services/runs.py), then calls ``reserve``; after
-        the commit, ``start_reserved`` — or ``release`` if anything failed."""
+        The transaction stores the run started under it (services/runs.py), then calls ``reserve``; when
+        the transaction has ended, ``settle``."""
         if self._stopping or self.concurrency - len(self._running) - len(self._held) <= 0:
             return None
         lease = Lease(self.owner, self.lease_seconds)
-        self._held[id(lease)] = None
+        self._held[lease] = None
         return lease
 
     async def reserve(
-        self, conn: AsyncConnection, lease: Lease, project_id: str, *,
+        self, conn: AsyncConnection, lease: Lease, started: dict[str, Any], project_id: str, *,
         steps: list[dict[str, Any]] | None = None, thread: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Inside that transaction, once the run is stored started: its executor, told what the transaction
-        knows of the run's steps and thread so that its first turn need not read them back (``HeadStart``).
-        A first turn that can only answer in text has its answer inserted here too (runner/answer_steps.py)."""
-        assert lease.started is not None and id(lease) in self._held
-        executor = self._executor(lease.started["id"], project_id, HeadStart(lease.started, steps, thread))
+        """Inside that transaction, once the run is stored ``started`` under the lease: its executor, told what
+        the transaction knows of the run's steps and thread so that its first turn need not read them back
+        (``HeadStart``). A first turn that can only answer in text has its answer inserted here too
+        (runner/answer_steps.py)."""
+        assert lease in self._held
+        executor = self._executor(started["id"], project_id, HeadStart(started, steps, thread))
         await executor.prepare_first_answer(conn)
-        self._held[id(lease)] = executor
+        self._held[lease] = executor
 
-    def start_reserved(self, lease: Lease) -> None:
-        executor = self._held.pop(id(lease), None)
-        if executor is not None and executor.run_id not in self._running:
+    def settle(self, lease: Lease, committed: bool) -> None:
+        """The lease's transaction has ended. Committed, the run reserved under the lease (if any) starts now
+        and takes the slot; rolled back, the run and its lease went with it and the slot is free."""
+        executor = self._held.pop(lease, None)
+        if committed and executor is not None and executor.run_id not in self._running:
             self._start(executor)
-
-    def release(self, lease: Lease) -> None:
-        """The transaction rolled back (the run and its lease went with it), or queued no run."""
-        self._held.pop(id(lease), None)
 
     def cancel_local(self, run_id: str) -> None:
         """Cancel at once when this process executes the run (others notice by heartbeat)."""
@@ -158,34 +162,12 @@ class WorkerPool:
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()
 
-    async def _wake_loop(self) -> None:
-        assert self._wake_sub is not None
-        try:
-            while True:
-                if await self._wake_sub.get() is not None:
-                    self.wake()
-        finally:
-            await self._wake_sub.close()
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_seconds)
-            # Runs recording their outcome keep their lease too (a busy database can make that slow, and a
-            # lapsed lease would let a second attempt start); _interrupt leaves them alone.
-            held = list(self._running)
-            if not held:
-                continue
-            try:
-                statuses = await claims.heartbeat(self.db, self.owner, held, self.lease_seconds)
-            except Exception:
-                log.exception("heartbeat failed")
-                continue
-            for run_id in held:
-                status = statuses.get(run_id)
-                if status is None:
-                    self._interrupt(run_id, "lease_lost")
-                elif status == "cancelling":
-                    self._interrupt(run_id, "cancel")
+    def _heard(self, run_id: str, status: str | None) -> None:
+        """The heartbeat's news of a run we execute: its lease lost (None), or its cancellation asked for."""
+        if status is None:
+            self._interrupt(run_id, "lease_lost")
+        elif status == "cancelling":
+            self._interrupt(run_id, "cancel")
 
     # --- tasks ---------------------------------------------------------------------------------------
 
@@ -208,7 +190,7 @@ class WorkerPool:
         except asyncio.CancelledError:
             if executor.cancel_reason == "shutdown":
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(claims.release(self.db, self.owner, executor.run_id))
+                    await asyncio.shield(claims.QUEUE.release(self.db, self.owner, executor.run_id))
         except Exception:
             log.exception("run %s: executor failed", executor.run_id)
 

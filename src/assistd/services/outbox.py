@@ -4,7 +4,7 @@ worker or cache ever acts on a state that was rolled back (polar's rule for back
 every after-commit effect).
 
 Everything travels on the event bus, which delivers to this process's subscribers at once and to the
-others' through the broker: the local worker pool and job runner, the step cache and the code sessions
+others' through the broker: the local worker pool and job workers, the step cache and the code sessions
 listen on their channel like any other process's (events/channels.py). Nothing is registered globally.
 """
 
@@ -40,7 +40,7 @@ class Outbox:
         self.publish(channels.RUNS_WAKE, Event("wake", {"run_id": run_id}))
 
     def wake_jobs(self) -> None:
-        """Jobs were queued: every job runner looks now rather than at its next poll."""
+        """Jobs were queued: every process executing jobs looks now rather than at its next poll."""
         self.publish(channels.JOBS_WAKE, Event("wake", {}))
 
     def forget_thread(self, thread_id: str) -> None:

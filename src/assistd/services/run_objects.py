@@ -1,6 +1,6 @@
 """Run and run-step objects as the spec shapes them, and the transitions between their statuses.
 
-Pure functions on dicts: the runner and the API both use them, and storage only ever sees the result.
+Pure functions on dicts: the run executor and the API both use them, and storage only ever sees the result.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Runs as the API sees them: create (also with a new thread), read, list, modify, cancel, tool outputs.
 
-Executing a run is the runner's job; this module only records what was asked and moves the run through
-the statuses a client may cause (queued, cancelling, back to queued after tool outputs).
+Executing a run is the worker pool's job; this module only records what was asked and moves the run
+through the statuses a client may cause (queued, cancelling, back to queued after tool outputs) — or
+stores it started at once under a ``Lease`` of a worker slot of this process (the head start).
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
     await objects.save_object_first(conn, run_steps, step, first, status=step["status"])
 
 
-async def timings(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int | None], dict[str, tuple]]:
+StepTimes = tuple[int | None, int | None]  # a step's (created_ms, ended_ms)
+
+
+async def timings(conn: AsyncConnection, run_id: str) -> tuple[dict[str, int | None], dict[str, StepTimes]]:
     """The run's millisecond times (queued/started/first_token/ended ``_ms``, None where not recorded, e.g. a
     run from before they were) and each step's ``(created_ms, ended_ms)`` by id: the console's run view."""
     row = (await conn.execute(select(runs.c.queued_ms, runs.c.started_ms, runs.c.first_token_ms, runs.c.ended_ms)
@@ -126,7 +130,7 @@ def run_tool_resources(assistant: dict[str, Any], thread: dict[str, Any]) -> dic
 
 def _build_run(
     thread_id: str, assistant: dict[str, Any], req: RunOptions, extra_instructions: str | None, ttl: int
-) -> dict:
+) -> dict[str, Any]:
     created = ids.now()
     instructions = req.instructions if req.instructions is not None else assistant.get("instructions")
     if extra_instructions:
@@ -137,7 +141,7 @@ def _build_run(
         tool_choice = (req.tool_choice if isinstance(req.tool_choice, str)
                        else req.tool_choice.model_dump(exclude_none=True))
         _named_choice_check(tool_choice, tools)
-    truncation = {"type": "auto", "last_messages": None}
+    truncation: dict[str, Any] = {"type": "auto", "last_messages": None}
     if req.truncation_strategy is not None:
         truncation = {"type": req.truncation_strategy.type, "last_messages": req.truncation_strategy.last_messages}
     return {
@@ -174,32 +178,45 @@ def _build_run(
     }
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Lease:
-    """A worker slot of this process, held for the run a request queues (``WorkerPool.lease``): the run is
-    stored in_progress at once, leased to ``owner`` for ``seconds`` from its write (not from the lease's
-    taking: the transaction may wait for SQLite's writer), with no claim or start transaction after.
-    ``started`` is the run as stored; the request still answers with it as queued, as the hosted API does,
-    and its stream carries ``thread.run.queued`` then ``thread.run.in_progress``."""
+    """A worker slot of this process (``WorkerPool.lease``; each lease is one slot, compared by identity),
+    held for the run a request queues: the run is stored in_progress at once, leased to ``owner`` for
+    ``seconds`` from its write (not from the lease's taking: the transaction may wait for SQLite's writer),
+    with no claim or start transaction after."""
 
     owner: str
     seconds: float
-    started: dict[str, Any] | None = None
 
 
-def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The queued ``run`` as it is stored — started under ``lease`` when there is one — and its lease columns."""
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    """A run a transaction queued: as the request answers it — queued, as the hosted API does — and, when
+    it was stored started under a ``Lease``, as stored (its stream carries ``thread.run.queued`` then
+    ``thread.run.in_progress``)."""
+
+    run: dict[str, Any]
+    started: dict[str, Any] | None  # None: left queued for whichever worker claims it
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        return self.run if self.started is None else self.started
+
+
+def _take(run: dict[str, Any], lease: Lease | None, outbox: Outbox) -> tuple[QueuedRun, dict[str, Any]]:
+    """The queued ``run`` and how it is stored — started under ``lease`` when there is one —, and its lease
+    columns."""
     if lease is None:
-        return run, {"lease_owner": None, "lease_expires_at": None}
-    lease.started = set_run_status(dict(run), "in_progress")
-    outbox.add("thread.run.in_progress", lease.started)
-    return lease.started, {"lease_owner": lease.owner, "lease_expires_at": time.time() + lease.seconds}
+        return QueuedRun(run, None), {"lease_owner": None, "lease_expires_at": None}
+    started = set_run_status(dict(run), "in_progress")
+    outbox.add("thread.run.in_progress", started)
+    return QueuedRun(run, started), {"lease_owner": lease.owner, "lease_expires_at": time.time() + lease.seconds}
 
 
 async def _start(
-    conn: AsyncConnection, project_id: str, thread: dict, req: RunOptions, outbox: Outbox,
+    conn: AsyncConnection, project_id: str, thread: dict[str, Any], req: RunOptions, outbox: Outbox,
     extra_instructions: str | None, ttl: int, lease: Lease | None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
     run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
     run["tool_resources"] = run_tool_resources(assistant, thread)
@@ -207,17 +224,18 @@ async def _start(
     outbox.add("thread.run.created", run)
     outbox.add("thread.run.queued", run)
     observe_runs.run_queued(run, project_id)
-    stored, columns = _take(run, lease, outbox)
+    queued, columns = _take(run, lease, outbox)
+    stored = queued.stored
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
                                 status=stored["status"], expires_at=run["expires_at"],
                                 trace_context=tracing.current_traceparent(), queued_ms=now_ms(), **columns)
-    return run
+    return queued
 
 
 async def create(
     conn: AsyncConnection, project_id: str, thread_id: str, req: CreateRun, outbox: Outbox,
     ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     # Lock the thread row so two concurrent creates can't both see "no active run".
     thread = await objects.get_for_update(conn, threads, thread_id, project_id=project_id)
     if thread is None:
@@ -235,7 +253,7 @@ async def create(
 async def create_thread_and_run(
     conn: AsyncConnection, project_id: str, req: CreateThreadAndRun, outbox: Outbox,
     ttl: int = RUN_TTL_SECONDS, lease: Lease | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], QueuedRun, list[dict[str, Any]]]:
     """The new thread, its run, and the thread's messages (oldest first)."""
     thread_req = req.thread or CreateThread()
     resources_param = "thread.tool_resources"
@@ -257,7 +275,7 @@ async def get_raw(conn: AsyncConnection, project_id: str, thread_id: str, run_id
     return raw
 
 
-async def get_for_update(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict:
+async def get_for_update(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str) -> dict[str, Any]:
     run = await objects.get_for_update(conn, runs, run_id, project_id=project_id, thread_id=thread_id)
     if run is None:
         await message_service.require_thread(conn, project_id, thread_id)
@@ -270,7 +288,8 @@ async def list_page(conn: AsyncConnection, project_id: str, thread_id: str, page
     return await objects.list_page(conn, runs, page, project_id=project_id, thread_id=thread_id)
 
 
-async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, metadata: dict | None) -> dict:
+async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, metadata: dict[str, str] | None
+                 ) -> dict[str, Any]:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if metadata is not None:
         run["metadata"] = metadata
@@ -278,7 +297,8 @@ async def modify(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
     return run
 
 
-async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, outbox: Outbox) -> dict:
+async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, outbox: Outbox
+                 ) -> dict[str, Any]:
     """Ask for cancellation: the worker executing (or next claiming) the run finishes it as cancelled."""
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] not in ("queued", "in_progress", "requires_action"):
@@ -293,7 +313,7 @@ async def cancel(conn: AsyncConnection, project_id: str, thread_id: str, run_id:
 async def submit_tool_outputs(
     conn: AsyncConnection, project_id: str, thread_id: str, run_id: str, req: SubmitToolOutputs, outbox: Outbox,
     lease: Lease | None = None,
-) -> dict[str, Any]:
+) -> QueuedRun:
     run = await get_for_update(conn, project_id, thread_id, run_id)
     if run["status"] != "requires_action" or not run.get("required_action"):
         raise Conflict(f'Runs in status "{run["status"]}" do not accept tool outputs.')
@@ -323,16 +343,16 @@ async def submit_tool_outputs(
     outbox.run_id = run_id
     outbox.add("thread.run.step.completed", step)
     outbox.add("thread.run.queued", run)
-    stored, columns = _take(run, lease, outbox)
-    await save_run(conn, stored, **columns)
-    return run
+    queued, columns = _take(run, lease, outbox)
+    await save_run(conn, queued.stored, **columns)
+    return queued
 
 
 async def _pending_tool_step(conn: AsyncConnection, run_id: str, call_ids: list[str]) -> dict[str, Any]:
     stmt = (select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "in_progress")
             .order_by(run_steps.c.seq.desc()))
     for (raw,) in await conn.execute(stmt):
-        step = orjson.loads(raw)
+        step: dict[str, Any] = orjson.loads(raw)
         if step["type"] == "tool_calls" and {c["id"] for c in step["step_details"]["tool_calls"]} >= set(call_ids):
             return step
     raise NotFound("run step", f"for tool calls {call_ids}")

@@ -33,8 +33,8 @@ Public API for other services (no web imports; ``conn`` is the caller's write tr
     refresh(conn, store, moved=None) -> dict
         After changing files' statuses in ``store`` (locked): ``moved`` = {status: +n entered / -n left};
         ``None`` recounts. refresh_batch(conn, batch_id, moved=None) likewise for a batch.
-    A transaction that attached files calls ``Outbox.wake_jobs()`` so that the job runners start at once
-    after its commit (otherwise a runner finds the job within its poll interval).
+    A transaction that attached files calls ``Outbox.wake_jobs()`` so that ingestion starts at once after
+    its commit (otherwise it is found within a poll interval).
     Searching: ``assistd.services.vector_search.search`` (raises ``VectorStoreExpired``).
 
 ``chunking_strategy`` / ``expires_after`` may be dicts or the request models; ``auto`` resolves to the
@@ -55,9 +55,8 @@ from assistd import ids
 from assistd.errors import InvalidRequest, NotFound
 from assistd.pagination import Page, PageParams
 from assistd.retrieval import ChunkingError, HybridIndex, strategy_params
-from assistd.runner import jobs
 from assistd.services import files as file_service
-from assistd.store import objects
+from assistd.store import jobs, objects
 from assistd.store.tables import file_batches, vector_store_files, vector_stores
 
 DAY_SECONDS = 86_400

@@ -35,8 +35,8 @@ from sqlalchemy import Table, insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.blobstore import BlobStore
-from assistd.runner import jobs
 from assistd.services import vector_stores as stores
+from assistd.store import jobs
 from assistd.store import keys as key_store
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
@@ -74,12 +74,12 @@ MAX_LISTED = 100  # conflicts and skipped objects listed one by one; past that, 
 
 @dataclass
 class Report:
-    imported: Counter = field(default_factory=Counter)
-    present: Counter = field(default_factory=Counter)
+    imported: Counter[str] = field(default_factory=Counter)
+    present: Counter[str] = field(default_factory=Counter)
     conflicts: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    unlisted: Counter = field(default_factory=Counter)  # "conflicts" / "skipped" past MAX_LISTED
+    unlisted: Counter[str] = field(default_factory=Counter)  # "conflicts" / "skipped" past MAX_LISTED
 
     @property
     def has_conflicts(self) -> bool:
