@@ -16,19 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.services import rate_limits
 from assistd.store.db import Database
-from assistd.store.tables import USAGE_STATUSES, projects, runs, usage_daily
+from assistd.store.tables import USAGE_STATUSES, projects, usage_daily
 
 
 def _today() -> str:
     return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
-async def record_run_end(conn: AsyncConnection, run: dict[str, Any]) -> None:
+async def record_run_end(conn: AsyncConnection, project_id: str, run: dict[str, Any]) -> None:
     status = run.get("status")
     if status not in USAGE_STATUSES:
-        return
-    project_id = (await conn.execute(select(runs.c.project_id).where(runs.c.id == run["id"]))).scalar()
-    if project_id is None:
         return
     used = run.get("usage") or {}
     prompt, completion = int(used.get("prompt_tokens") or 0), int(used.get("completion_tokens") or 0)
