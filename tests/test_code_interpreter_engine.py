@@ -209,3 +209,24 @@ def test_the_least_recently_used_idle_session_makes_room(tmp_path: Path) -> None
         assert runner.exec("t_lru_2", "v").session_restarted
     finally:
         runner.close()
+
+
+def _sessions_gauge() -> float:
+    from assistd.observability import metrics
+
+    lines = [line for line in metrics.exposition().decode().splitlines() if line.startswith("assistd_code_sessions ")]
+    return float(lines[0].split()[1])
+
+
+def test_the_sessions_gauge_sums_every_engine_of_the_process(ci: Runner, tmp_path: Path) -> None:
+    """/metrics' assistd_code_sessions (the exposition it serves) counts the sessions of every engine."""
+    other = Runner(tmp_path / "other")
+    try:
+        ci.exec("t_gauge", "1")
+        other.exec("t_gauge_a", "1")
+        other.exec("t_gauge_b", "1")
+        assert other.engine.session_count() == 2
+        assert _sessions_gauge() == ci.engine.session_count() + 2
+    finally:
+        other.close()
+    assert _sessions_gauge() == ci.engine.session_count()  # a closed engine counts no more

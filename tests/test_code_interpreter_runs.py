@@ -290,6 +290,21 @@ def test_thread_delete_ends_the_session(client, assistant, data_dir):
     wait_until(lambda: not workdir.exists(), timeout=10, what="the thread's /mnt/data to go")
 
 
+def code_sessions(server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return float(next(line for line in text.splitlines() if line.startswith("assistd_code_sessions ")).split()[1])
+
+
+def test_metrics_count_the_code_sessions_alive(client, assistant, server):
+    thread = client.beta.threads.create()
+    before = code_sessions(server)
+    run, _ = run_code(client, assistant, thread.id, "y = 1")
+    assert run["status"] == "completed"
+    assert code_sessions(server) == before + 1
+    assert client.beta.threads.delete(thread.id).deleted
+    wait_until(lambda: code_sessions(server) == before, timeout=10, what="the thread's session to end")
+
+
 # --- dedicated servers -------------------------------------------------------------------------------------
 
 def test_timeouts_and_network_through_the_api(database_url, upstream, tmp_path):

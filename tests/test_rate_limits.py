@@ -11,13 +11,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
+import openai
 import pytest
+from openai import OpenAI
 
-from tests.run_helpers import fresh_database, serve, server_env, wait_until
+from tests.run_helpers import fresh_database, serve, server_env, wait_run, wait_until
 from tests.servers import ROOT, LiveProcess
 
 KEY_A = "sk-limits-project-a-0123456789"
@@ -151,3 +155,120 @@ def test_concurrent_runs_and_tokens_per_minute(limited_db: str, upstream: LivePr
         third = httpx.post(f"{proc.url}/v1/threads/runs", headers=headers(KEY_A), json=body)
         assert third.status_code == 429 and third.json()["error"]["type"] == "tokens"
         assert int(third.headers["retry-after"]) >= 1
+
+
+def project_a(proc: LiveProcess) -> OpenAI:
+    """The SDK as project A, retrying nothing: a 429 is what these tests look at."""
+    return OpenAI(base_url=f"{proc.url}/v1", api_key=KEY_A, max_retries=0, timeout=30)
+
+
+def waiting_run(client: OpenAI, assistant_id: str) -> Any:
+    """A run that stops in requires_action (a function call) and so stays active until told otherwise."""
+    return client.beta.threads.create_and_run(assistant_id=assistant_id, thread={
+        "messages": [{"role": "user", "content": "[tool: wait]"}]})
+
+
+def check_too_many(exc: openai.RateLimitError, limit: int) -> None:
+    assert exc.status_code == 429 and exc.code == "rate_limit_exceeded" and exc.type == "requests"
+    assert f"Too many concurrent runs: Limit {limit}" in exc.message
+    assert int(exc.response.headers["retry-after"]) >= 1
+
+
+def test_concurrent_runs_limit_is_exact(limited_db: str, upstream: LiveProcess, tmp_path: Path) -> None:
+    """N simultaneous creates against a limit of K, over two processes on PostgreSQL: exactly K pass; every
+    way a run ends (cancelled, failed, its thread deleted) gives its slot back."""
+    limit, attempts = 2, 8
+    cli(limited_db, "projects", "limits", "project-a", "--max-concurrent-runs", str(limit))
+    with ExitStack() as stack:
+        procs = servers(stack, limited_db, upstream, tmp_path, count=2 if limited_db.startswith("postgres") else 1)
+        clients = [project_a(p) for p in procs]
+        client = clients[0]
+        assistant = client.beta.assistants.create(model="gpt-4o-mini", tools=[{"type": "function", "function": {
+            "name": "wait", "parameters": {"type": "object", "properties": {}}}}])
+
+        def attempt(i: int) -> Any:
+            try:
+                return waiting_run(clients[i % len(clients)], assistant.id)
+            except openai.RateLimitError as exc:
+                return exc
+
+        with ThreadPoolExecutor(attempts) as pool:
+            outcomes = list(pool.map(attempt, range(attempts)))
+        accepted = [o for o in outcomes if not isinstance(o, Exception)]
+        refused = [o for o in outcomes if isinstance(o, openai.RateLimitError)]
+        assert len(accepted) == limit and len(refused) == attempts - limit, outcomes
+        for exc in refused:
+            check_too_many(exc, limit)
+        for run in accepted:
+            wait_run(client, run.thread_id, run.id, "requires_action")
+        with pytest.raises(openai.RateLimitError) as full:
+            waiting_run(clients[-1], assistant.id)
+        check_too_many(full.value, limit)
+
+        # cancelled: the slot is free again
+        client.beta.threads.runs.cancel(accepted[0].id, thread_id=accepted[0].thread_id)
+        wait_run(client, accepted[0].thread_id, accepted[0].id, "cancelled")
+        # failed (the model answers 400): it took the free slot, and gives it back
+        failing = client.beta.threads.create_and_run(assistant_id=assistant.id, thread={
+            "messages": [{"role": "user", "content": "[error: 400]"}]})
+        wait_run(client, failing.thread_id, failing.id, "failed")
+        replacement = waiting_run(clients[-1], assistant.id)
+        with pytest.raises(openai.RateLimitError):
+            waiting_run(client, assistant.id)
+        # a thread deleted with its active run
+        client.beta.threads.delete(accepted[1].thread_id)
+        waiting_run(client, assistant.id)
+        with pytest.raises(openai.RateLimitError):
+            waiting_run(clients[-1], assistant.id)
+        # completed: tool outputs submitted, the run answers and ends
+        call = wait_run(client, replacement.thread_id, replacement.id, "requires_action")
+        client.beta.threads.runs.submit_tool_outputs(replacement.id, thread_id=replacement.thread_id, tool_outputs=[
+            {"tool_call_id": call["required_action"]["submit_tool_outputs"]["tool_calls"][0]["id"], "output": "ok"}])
+        wait_run(client, replacement.thread_id, replacement.id, "completed")
+        waiting_run(clients[-1], assistant.id)
+        # another project is not limited by A's runs
+        other = OpenAI(base_url=f"{procs[0].url}/v1", api_key=KEY_B, max_retries=0)
+        other_assistant = other.beta.assistants.create(model="gpt-4o-mini")
+        other.beta.threads.create_and_run(assistant_id=other_assistant.id)
+
+
+def test_an_expired_run_gives_its_slot_back(limited_db: str, upstream: LiveProcess, tmp_path: Path) -> None:
+    cli(limited_db, "projects", "limits", "project-a", "--max-concurrent-runs", "1")
+    with ExitStack() as stack:
+        (proc,) = servers(stack, limited_db, upstream, tmp_path, ASSISTD_RUN_TTL_SECONDS="2")
+        client = project_a(proc)
+        assistant = client.beta.assistants.create(model="gpt-4o-mini")
+        run = waiting_run(client, assistant.id)
+        wait_run(client, run.thread_id, run.id, "expired", ttl=2)
+        run = waiting_run(client, assistant.id)
+        assert run.status == "queued"
+
+
+def test_the_console_relay_counts_against_the_sessions_project(limited_db: str, upstream: LiveProcess,
+                                                               tmp_path: Path) -> None:
+    """/console/api/v1 (the browser's way to the API) spends the same budget as /v1, with the same headers."""
+    from tests.console.conftest import sign_in
+
+    cli(limited_db, "projects", "limits", "project-a", "--rpm", "6")
+    with ExitStack() as stack:
+        (proc,) = servers(stack, limited_db, upstream, tmp_path)
+        session = sign_in(proc.url, KEY_A)
+        stack.callback(session.close)
+        console = OpenAI(base_url=f"{proc.url}/console/api/v1", api_key="not-used-by-the-relay", max_retries=0,
+                         http_client=session, default_headers={"X-CSRF-Token": session.csrf})  # type: ignore[attr-defined]
+        direct = project_a(proc)
+
+        def attempt() -> None:
+            for i in range(6):
+                raw = (console if i % 2 == 0 else direct).beta.assistants.with_raw_response.list()
+                assert raw.headers["x-ratelimit-limit-requests"] == "6"
+                assert raw.headers["x-ratelimit-remaining-requests"] == str(5 - i)
+            with pytest.raises(openai.RateLimitError) as refused:
+                console.beta.assistants.list()
+            assert refused.value.code == "rate_limit_exceeded" and refused.value.type == "requests"
+            assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+            assert int(refused.value.response.headers["retry-after"]) >= 1
+            with pytest.raises(openai.RateLimitError):
+                direct.beta.assistants.list()
+
+        in_one_window(attempt)

@@ -144,3 +144,28 @@ def test_a_run_executed_by_a_worker_continues_the_request_trace(
                 spans = check_run_trace(receiver, done, secret)
     services = {s["name"].split(" ")[0]: s["service"] for s in spans}
     assert services["POST"] == "assistd" and services["invoke_agent"] == "assistd-worker"
+
+
+def test_a_run_cancelled_mid_answer_exports_its_chat_and_agent_spans(
+        database_url: str, upstream: LiveProcess, tmp_path: Path, receiver: Receiver) -> None:
+    with fresh_database(database_url, tmp_path) as url:
+        with serve(server_env(url, upstream, tmp_path, **otel_env(receiver))) as proc:
+            client = sdk(proc)
+            thread = new_thread(client, "[chunk-delay: 0.5] [reply: " + " ".join(["word"] * 40) + "]")
+            with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=new_assistant(client).id) as events:
+                for event in events:
+                    if event.event == "thread.run.created":
+                        run_id = event.data.id
+                    if event.event == "thread.message.delta":  # mid-answer: the model is still streaming
+                        client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
+                        break
+            wait_run(client, thread.id, run_id, "cancelled")
+            spans = wait_until(lambda: (s := receiver.trace_of(run_id)) and any(
+                x["name"].startswith("chat ") for x in s) and s, timeout=30, what="the cancelled run's chat span")
+    agent = next(s for s in spans if s["name"].startswith("invoke_agent"))
+    chat = next(s for s in spans if s["name"].startswith("chat "))
+    assert chat["parent"] == agent["span_id"]
+    assert agent["attributes"]["assistd.run_status"] == "cancelled"
+    assert chat["attributes"]["error.type"] == "cancelled"
+    assert chat["attributes"]["gen_ai.usage.input_tokens"] > 0  # what is known: the prompt, what streamed
+    assert chat["attributes"]["gen_ai.usage.output_tokens"] >= 1

@@ -41,8 +41,10 @@ def _objects() -> dict[str, list[dict[str, Any]]]:
 
 def write_archive(path: Path, objs: dict[str, list[dict[str, Any]]] | None = None, *,
                   source: str = "assistd", file_bytes: bytes = FILE_BYTES,
-                  projects: dict[str, dict[str, list[dict[str, Any]]]] | None = None) -> Path:
-    """An archive of ``projects`` (name → objects by kind), by default one project "errors" of ``objs``."""
+                  projects: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+                  project_rows: dict[str, Any] | None = None) -> Path:
+    """An archive of ``projects`` (name → objects by kind), by default one project "errors" of ``objs``;
+    ``project_rows``: the manifest keys of each project beyond its dir and name (limits, usage_daily)."""
     projects = projects or {"errors": _objects() if objs is None else objs}
     writer = ArchiveWriter(path, header={"source": source, "exported_at": NOW})
     for n, project_objs in enumerate(projects.values()):
@@ -55,7 +57,8 @@ def write_archive(path: Path, objs: dict[str, list[dict[str, Any]]] | None = Non
             if kind == "files":
                 for f in project_objs.get("files", []):
                     writer.add_bytes(blob_member(str(n), f["id"]), file_bytes)
-    writer.close({"exported_at": NOW, "projects": [{"dir": str(n), "name": name} for n, name in enumerate(projects)]})
+    writer.close({"exported_at": NOW, "projects": [{"dir": str(n), "name": name, **(project_rows or {})}
+                                                   for n, name in enumerate(projects)]})
     return path
 
 
@@ -272,3 +275,58 @@ def test_an_id_twice_in_one_archive(database_url, tmp_path):
         assert "messages: 3 imported, 1 already present" in result.stdout, result.stdout
         assert "conflict: message msg_m0 already exists with other content" in result.stdout, result.stdout
         assert [i for i, _ in dump(url)["messages"]] == ["msg_m0", "msg_m1", "msg_m2"]
+
+
+USAGE_ROW = {"day": "2026-11-30", "model": "gpt-4o-mini", "prompt_tokens": 120, "completion_tokens": 30,
+             "runs_completed": 3, "runs_failed": 1, "runs_cancelled": 0, "runs_expired": 0, "runs_incomplete": 0}
+
+
+def _limits_and_usage(url: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from sqlalchemy import select
+
+    from assistd.store.db import Database
+    from assistd.store.tables import projects, usage_daily
+
+    async def read() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        db = Database(url)
+        try:
+            async with db.read() as conn:
+                limits = (await conn.execute(select(projects.c.rpm_limit, projects.c.tpm_limit,
+                                                    projects.c.max_concurrent_runs)
+                                             .where(projects.c.name == "errors"))).one()
+                usage = (await conn.execute(select(usage_daily).order_by(usage_daily.c.day))).mappings().all()
+                return dict(limits._mapping), [{k: v for k, v in r.items() if k != "project_id"} for r in usage]
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def test_project_limits_and_usage_travel_with_the_archive(database_url, tmp_path):
+    rows = {"limits": {"rpm": 60, "tpm": None, "max_concurrent_runs": 2}, "usage_daily": [USAGE_ROW]}
+    archive = write_archive(tmp_path / "limits.tar", project_rows=rows)
+    with fresh_database(database_url, tmp_path) as url:
+        out = ok(cli("import", str(archive), database_url=url, data_dir=tmp_path / "data")).stdout
+        assert "limits: 2 imported, 0 already present" in out and "usage_daily: 1 imported" in out, out
+        assert _limits_and_usage(url) == ({"rpm_limit": 60, "tpm_limit": None, "max_concurrent_runs": 2},
+                                          [USAGE_ROW])
+        again = ok(cli("import", str(archive), database_url=url, data_dir=tmp_path / "data")).stdout
+        assert "limits: 0 imported, 2 already present" in again and "usage_daily: 0 imported, 1 already" in again
+        exported = tmp_path / "out.tar"
+        ok(cli("export", str(exported), database_url=url, data_dir=tmp_path / "data"))
+        [entry] = orjson.loads(members(exported)["manifest.json"])["projects"]
+        assert entry["limits"] == rows["limits"] and entry["usage_daily"] == [USAGE_ROW]
+        other = write_archive(tmp_path / "other.tar", project_rows={
+            "limits": {"rpm": 100}, "usage_daily": [{**USAGE_ROW, "prompt_tokens": 1}]})
+        result = cli("import", str(other), database_url=url, data_dir=tmp_path / "data")
+        assert result.returncode == 1, result
+        assert "conflict: project errors: rpm_limit is 60 here, 100 in the archive" in result.stdout
+        assert "conflict: project errors: usage of gpt-4o-mini on 2026-11-30 differs" in result.stdout
+        assert _limits_and_usage(url)[1] == [USAGE_ROW]  # kept as it was
+
+
+@pytest.mark.parametrize("rows", [{"limits": {"rpm": -1}}, {"limits": {"burst": 3}},
+                                  {"usage_daily": [{**USAGE_ROW, "runs_failed": "1"}]}, {"usage_daily": {}}])
+def test_malformed_limits_or_usage_refuse_the_archive(loaded, tmp_path, rows):
+    url, _ = loaded
+    _import_fails(url, write_archive(tmp_path / "bad.tar", project_rows=rows), tmp_path / "data", "manifest.json")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from sqlalchemy import delete, text
+
+from assistd.store.db import Database
+from assistd.store.tables import usage_daily
 from tests.run_helpers import fresh_database, new_assistant, new_thread, sdk, serve, server_env, wait_run
 from tests.servers import ROOT, LiveProcess
 
@@ -42,3 +47,38 @@ def test_usage_counts_tokens_by_model_and_runs_by_status(database_url: str, upst
     assert dict(zip(header, map(int, rows["gpt-4o-mini"][4:]), strict=True)) == {
         "completed": 2, "failed": 1, "cancelled": 0, "expired": 0, "incomplete": 0}
     assert int(rows["gpt-4o"][4]) == 1
+
+
+def forget_usage(database_url: str, model: str | None = None) -> None:
+    """As if the runs (of ``model``, else all) had ended before usage_daily existed: their rows gone, the
+    schema back at 0010, before the backfill."""
+    async def main() -> None:
+        db = Database(database_url)
+        try:
+            async with db.write() as conn:
+                stmt = delete(usage_daily)
+                await conn.execute(stmt if model is None else stmt.where(usage_daily.c.model == model))
+                await conn.execute(text("UPDATE alembic_version SET version_num = '0010'"))
+        finally:
+            await db.close()
+
+    asyncio.run(main())
+
+
+def test_migration_0011_adds_the_runs_that_ended_before_usage_was_recorded(
+        database_url: str, upstream: LiveProcess, tmp_path: Path) -> None:
+    with fresh_database(database_url, tmp_path) as url:
+        with serve(server_env(url, upstream, tmp_path, ASSISTD_API_KEYS="sk-usage-test-0123456789:team-u")) as proc:
+            client = sdk(proc)
+            client.api_key = "sk-usage-test-0123456789"
+            for text_, model in (("[reply: one two three]", "gpt-4o-mini"), ("[error: 400]", "gpt-4o-mini"),
+                                 ("[reply: six]", "gpt-4o")):
+                thread = new_thread(client, text_)
+                run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id, model=model)
+                wait_run(client, thread.id, run.id, {"completed", "failed"})
+        recorded = usage_table(url, "team-u")
+        assert len(recorded) == 2
+        forget_usage(url)  # none recorded: every ended run is added
+        assert usage_table(url, "team-u") == recorded  # `assistd usage` migrates first
+        forget_usage(url, "gpt-4o")  # recorded from today on: today's counts are completed from the runs
+        assert usage_table(url, "team-u") == recorded

@@ -58,6 +58,16 @@ class Conflict(APIError):
     status_code = 400
 
 
+class RateLimited(APIError):
+    """429 ``rate_limit_exceeded``, with the ``retry-after`` the official SDKs wait before retrying."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, kind: str, retry_after: int) -> None:
+        super().__init__(message, code="rate_limit_exceeded", type=kind)
+        self.retry_after = retry_after
+
+
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 

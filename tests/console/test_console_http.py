@@ -245,8 +245,9 @@ def test_usage_counts_the_projects_runs(console_a: httpx.Client, console_b: http
                                                                                   "completion=5] hi"}]}}).json()
     done = _wait_run(console_b, run["thread_id"], run["id"])
     assert done["usage"]["total_tokens"] == 12
-    page = console_b.get("/console/usage?days=1").text
+    page = console_b.get("/console/usage?days=1").text  # read from usage_daily, recorded as the run ended
     assert "usage-model-b" in page and "completed" in page
+    assert "<td>7</td><td>5</td><td>12</td>" in page
     assert "usage-model-b" not in console_a.get("/console/usage").text
     assert console_a.get("/console/usage?days=abc").status_code == 400
 

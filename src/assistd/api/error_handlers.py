@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from assistd.api.request_body import JSON_INVALID
 from assistd.api.responses import json_response
-from assistd.errors import APIError, error_body
+from assistd.errors import APIError, RateLimited, error_body
 
 log = logging.getLogger("assistd")
 
@@ -174,7 +174,10 @@ def _message(err: dict[str, Any], param: str) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> Response:
-        return json_response(exc.body(), exc.status_code)
+        response = json_response(exc.body(), exc.status_code)
+        if isinstance(exc, RateLimited):
+            response.headers["retry-after"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -1,15 +1,13 @@
-"""Usage: the project's tokens by model and day, and its runs by status (services/usage_report.py)."""
+"""Usage: the project's tokens by model and day, and its runs by final status (usage_daily: services/usage.py)."""
 
 from __future__ import annotations
-
-import time
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from assistd.console.web import Member, page, render
 from assistd.errors import InvalidRequest
-from assistd.services.usage_report import DAY, usage_report
+from assistd.services import usage
 
 router = APIRouter()
 
@@ -23,9 +21,7 @@ async def usage_page(request: Request, who: Member) -> Response:
     if raw not in {str(p) for p in PERIODS}:
         raise InvalidRequest(f"Invalid 'days': expected one of {', '.join(map(str, PERIODS))}.", param="days")
     days = int(raw)
-    since = int(time.time()) - days * DAY
-    async with request.app.state.db.read() as conn:
-        report = await usage_report(conn, who.project_id, since)
+    report = await usage.report(request.app.state.db, who.project_id, days)
     peak = max((r["total"] for r in report.rows), default=0) or 1
     status_peak = max(report.by_status.values(), default=0) or 1
     return render(request, who, "usage.html", report=report, days=days, periods=PERIODS, peak=peak,

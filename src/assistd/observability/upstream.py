@@ -16,15 +16,17 @@ def upstream_label(base_url: str) -> str:
 
 
 class ModelCall:
-    """One model call, retries included: ``retried()`` per retry, then ``done()`` or ``failed(code)``."""
+    """One model call, retries included: ``retried()`` per retry, then ``done()``, ``failed(code)`` or, when
+    the caller stops reading (a run cancelled mid-answer), ``cut()``."""
 
-    __slots__ = ("upstream", "model", "started", "span")
+    __slots__ = ("upstream", "model", "started", "span", "ended")
 
     def __init__(self, upstream: str, model: str) -> None:
         self.upstream = upstream
         self.model = metrics.model_label(model)
         self.started = time.perf_counter()
         self.span: Any = None
+        self.ended = False
         if tracing.TRACER is not None:  # a child of the run's invoke_agent span (current in the run's task)
             host, _, port = upstream.partition(":")
             self.span = tracing.start_span(f"chat {model}", kind="CLIENT", attributes={
@@ -36,14 +38,27 @@ class ModelCall:
             metrics.upstream_retries.labels(self.upstream, self.model).inc()
 
     def done(self, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        self.ended = True
         if metrics.ENABLED:
             metrics.upstream_duration.labels(self.upstream, self.model).observe(time.perf_counter() - self.started)
         if self.span is not None:
-            self.span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
-            self.span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
+            self._usage(prompt_tokens, completion_tokens)
             tracing.end(self.span)
 
+    def cut(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """The caller stopped reading the answer (cancelled): the span ends as an error ``cancelled``, with the
+        usage known so far (the upstream's, or estimated from what streamed). Not an upstream error."""
+        self.ended = True
+        if self.span is not None:
+            self._usage(prompt_tokens, completion_tokens)
+            tracing.end(self.span, error="cancelled")
+
+    def _usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.span.set_attribute("gen_ai.usage.input_tokens", prompt_tokens)
+        self.span.set_attribute("gen_ai.usage.output_tokens", completion_tokens)
+
     def failed(self, code: str) -> None:
+        self.ended = True
         if metrics.ENABLED:
             metrics.upstream_duration.labels(self.upstream, self.model).observe(time.perf_counter() - self.started)
             metrics.upstream_errors.labels(self.upstream, self.model, code).inc()

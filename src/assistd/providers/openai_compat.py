@@ -81,52 +81,58 @@ class OpenAICompatibleProvider:
         params = request_params(request, self.upstream_model or request.model)
         attempt = 0
         call = ModelCall(self._upstream, request.model)
-        while True:
-            state = _StreamState()
-            try:
-                # The SDK's own request and stream machinery (auth, timeouts, status errors, the SSE decoder,
-                # error events, [DONE]), but chunks as plain dicts: ``chat.completions.create`` runs the
-                # params through its type transform and builds a pydantic chunk per delta, which made up
-                # most of a call's CPU (about 6 ms for a short streamed answer against ~1 ms this way).
-                stream = await self._client.post(
-                    "/chat/completions", body=params, cast_to=object, stream=True,
-                    stream_cls=AsyncStream[object], options=_REQUEST_OPTIONS)
-                # `async with` closes the HTTP response on every exit: end, error, cancellation of
-                # the consuming task, or the consumer closing this generator at a `yield`.
-                async with stream:
-                    async for chunk in stream:
-                        for event in state.feed(chunk):
-                            state.started = True
-                            yield event
-                if state.finish is None:
-                    raise _StreamIncomplete("the model upstream's stream ended without a finish_reason")
-            except (openai.OpenAIError, _StreamIncomplete, ValueError) as exc:
-                error, retryable, retry_after = classify(exc, started=state.started)
-                if state.finish is not None and isinstance(exc, openai.APIConnectionError):
-                    # Cut after the finish chunk: the output is whole, only the usage chunk was lost.
+        state = _StreamState()
+        try:
+            while True:
+                state = _StreamState()
+                try:
+                    # The SDK's own request and stream machinery (auth, timeouts, status errors, the SSE decoder,
+                    # error events, [DONE]), but chunks as plain dicts: ``chat.completions.create`` runs the
+                    # params through its type transform and builds a pydantic chunk per delta, which made up
+                    # most of a call's CPU (about 6 ms for a short streamed answer against ~1 ms this way).
+                    stream = await self._client.post(
+                        "/chat/completions", body=params, cast_to=object, stream=True,
+                        stream_cls=AsyncStream[object], options=_REQUEST_OPTIONS)
+                    # `async with` closes the HTTP response on every exit: end, error, cancellation of
+                    # the consuming task, or the consumer closing this generator at a `yield`.
+                    async with stream:
+                        async for chunk in stream:
+                            for event in state.feed(chunk):
+                                state.started = True
+                                yield event
+                    if state.finish is None:
+                        raise _StreamIncomplete("the model upstream's stream ended without a finish_reason")
+                except (openai.OpenAIError, _StreamIncomplete, ValueError) as exc:
+                    error, retryable, retry_after = classify(exc, started=state.started)
+                    if state.finish is not None and isinstance(exc, openai.APIConnectionError):
+                        # Cut after the finish chunk: the output is whole, only the usage chunk was lost.
+                        logger.warning(
+                            "upstream %s: stream cut after finish (%r); usage estimated", self.base_url, exc.__cause__
+                        )
+                        used = state.usage(request.messages)
+                        call.done(used.prompt_tokens, used.completion_tokens)
+                        yield used
+                        return
+                    if not retryable or state.started or attempt >= self.max_retries:
+                        call.failed(error.code)
+                        raise error from exc
+                    delay = self._retry_delay(attempt, retry_after)
+                    attempt += 1
                     logger.warning(
-                        "upstream %s: stream cut after finish (%r); usage estimated", self.base_url, exc.__cause__
-                    )
-                    used = state.usage(request.messages)
-                    call.done(used.prompt_tokens, used.completion_tokens)
-                    yield used
-                    return
-                if not retryable or state.started or attempt >= self.max_retries:
-                    call.failed(error.code)
-                    raise error from exc
-                delay = self._retry_delay(attempt, retry_after)
-                attempt += 1
-                logger.warning(
-                    "upstream %s attempt %d/%d failed (%s: %s); retrying in %.2fs",
-                    self.base_url, attempt, self.max_retries + 1, error.code, error.message, delay,
-                )  # fmt: skip
-                call.retried()
-                await asyncio.sleep(delay)
-                continue
-            used = state.usage(request.messages)
-            call.done(used.prompt_tokens, used.completion_tokens)
-            yield used
-            return
+                        "upstream %s attempt %d/%d failed (%s: %s); retrying in %.2fs",
+                        self.base_url, attempt, self.max_retries + 1, error.code, error.message, delay,
+                    )  # fmt: skip
+                    call.retried()
+                    await asyncio.sleep(delay)
+                    continue
+                used = state.usage(request.messages)
+                call.done(used.prompt_tokens, used.completion_tokens)
+                yield used
+                return
+        finally:
+            if not call.ended:  # the consumer stopped reading (a run cancelled): what it cost so far
+                used = state.usage(request.messages)
+                call.cut(used.prompt_tokens, used.completion_tokens)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
         # Jitter spreads out many runs that failed together (one upstream hiccup hits them all).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 
 from sqlalchemy import update
 
@@ -65,8 +64,7 @@ async def usage_command(settings: Settings, args: argparse.Namespace) -> int:
         if project_id is None:
             print(f"no project named {args.project!r}")
             return 1
-        since = (datetime.datetime.now(datetime.UTC).date() - datetime.timedelta(days=args.days - 1)).isoformat()
-        rows = await usage.for_project(db, project_id, since)
+        rows = await usage.for_project(db, project_id, usage.first_day(args.days))
         print("day\tmodel\tprompt_tokens\tcompletion_tokens\t" + "\t".join(f"runs_{s}" for s in USAGE_STATUSES))
         for row in rows:
             print(f"{row['day']}\t{row['model']}\t{row['prompt_tokens']}\t{row['completion_tokens']}\t"

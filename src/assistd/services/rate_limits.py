@@ -7,8 +7,8 @@ with no limit costs a cached lookup per request and carries no ``x-ratelimit-*``
 Requests are counted as they arrive (a refused request counts too, so a client hammering past its limit
 stays refused until the window ends). Tokens are counted when a run ends (its usage), so a run started
 under the limit may take the window past it: the next run-creating request is then refused until the
-window ends. Concurrent runs are counted from the runs table when a run is created (two creations racing
-may both pass: the limit is a guard against runaway clients, not an exact quota).
+window ends. Concurrent runs are not counted here but in the transaction that creates the run, exactly
+(services/run_slots.py); its 429 still carries this layer's headers.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from assistd.ratelimits import WINDOW_SECONDS, Counters, window_of
-from assistd.services.run_objects import ACTIVE_STATUSES
 from assistd.store.db import Database
-from assistd.store.tables import projects, runs
+from assistd.store.tables import projects
 
 CACHE_SECONDS = 5.0
 
@@ -44,7 +43,7 @@ class Limits:
 
 @dataclass
 class Refusal:
-    kind: str  # OpenAI's error type: "requests" or "tokens" (or "concurrent_runs")
+    kind: str  # OpenAI's error type: "requests" or "tokens"
     message: str
     retry_after: int
 
@@ -120,17 +119,7 @@ class RateLimits:
             if refusal is None and creates_run and used >= limit:
                 refusal = Refusal("tokens", f"Rate limit reached for tokens per minute (TPM): Limit {limit}, "
                                   f"Used {used}. Please try again in {math.ceil(reset)}s.", math.ceil(reset))
-        if refusal is None and creates_run and limits.concurrent_runs:
-            active = await self._active_runs(project_id)
-            if active >= limits.concurrent_runs:
-                refusal = Refusal("requests", f"Too many concurrent runs: Limit {limits.concurrent_runs}, "
-                                  f"Active {active}. Please try again when a run has ended.", 1)
         return Decision(headers, refusal)
-
-    async def _active_runs(self, project_id: str) -> int:
-        async with self.db.read() as conn:
-            return int((await conn.execute(select(func.count()).select_from(runs).where(
-                runs.c.project_id == project_id, runs.c.status.in_(ACTIVE_STATUSES)))).scalar_one())
 
     def tokens_used(self, project_id: str, tokens: int) -> None:
         """A run ended having used ``tokens``: counted against the window in the background."""

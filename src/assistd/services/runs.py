@@ -25,8 +25,8 @@ from assistd.schemas.runs import CreateRun, CreateThreadAndRun, RunOptions, Subm
 from assistd.schemas.threads import CreateThread
 from assistd.services import assistants as assistant_service
 from assistd.services import messages as message_service
+from assistd.services import run_slots, usage
 from assistd.services import threads as thread_service
-from assistd.services import usage
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import (
     ACTIVE_STATUSES,
@@ -64,8 +64,13 @@ def _run_timings(run: dict[str, Any]) -> dict[str, int]:
 async def save_run(conn: AsyncConnection, run: dict[str, Any], **columns: Any) -> None:
     await objects.save_object_first(conn, runs, run, _run_timings(run), status=run["status"],
                                     expires_at=run["expires_at"], **columns)
-    if observe_runs.take_ended(run["id"]):
-        await usage.record_run_end(conn, run)  # in the transaction that ends the run
+    if observe_runs.take_ended(run["id"]):  # in the transaction that ends the run: its usage, its slot
+        row = (await conn.execute(select(runs.c.project_id, runs.c.holds_slot).where(runs.c.id == run["id"]))).first()
+        if row is None:  # its thread was deleted meanwhile
+            return
+        await usage.record_run_end(conn, row.project_id, run)
+        if row.holds_slot:
+            await run_slots.give_back(conn, row.project_id, run["id"])
 
 
 async def save_step(conn: AsyncConnection, step: dict[str, Any]) -> None:
@@ -217,6 +222,7 @@ async def _start(
     conn: AsyncConnection, project_id: str, thread: dict[str, Any], req: RunOptions, outbox: Outbox,
     extra_instructions: str | None, ttl: int, lease: Lease | None,
 ) -> QueuedRun:
+    holds_slot = await run_slots.take(conn, project_id) or None  # a 429 when the project's limit is reached
     assistant = await assistant_service.get(conn, project_id, req.assistant_id, param="assistant_id")
     run = _build_run(thread["id"], assistant, req, extra_instructions, ttl)
     run["tool_resources"] = run_tool_resources(assistant, thread)
@@ -228,7 +234,8 @@ async def _start(
     stored = queued.stored
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
                                 status=stored["status"], expires_at=run["expires_at"],
-                                trace_context=tracing.current_traceparent(), queued_ms=now_ms(), **columns)
+                                trace_context=tracing.current_traceparent(), queued_ms=now_ms(),
+                                holds_slot=holds_slot, **columns)
     return queued
 
 

@@ -10,6 +10,7 @@ from assistd import ids
 from assistd.errors import NotFound
 from assistd.schemas.threads import CreateThread, ModifyThread
 from assistd.services import messages as message_service
+from assistd.services import run_slots
 from assistd.services.resources import merge_tool_resources, tool_resources_dict
 from assistd.store import objects
 from assistd.store.tables import messages, run_steps, runs, threads
@@ -76,6 +77,7 @@ async def modify(conn: AsyncConnection, project_id: str, thread_id: str, req: Mo
 async def delete(conn: AsyncConnection, project_id: str, thread_id: str) -> dict[str, Any]:
     if not await objects.delete_object(conn, threads, thread_id, project_id=project_id):
         raise NotFound("thread", thread_id)
+    await run_slots.give_back_thread(conn, project_id, thread_id)
     for table in THREAD_CHILDREN:
         await objects.delete_where(conn, table, project_id=project_id, thread_id=thread_id)
     return {"id": thread_id, "object": "thread.deleted", "deleted": True}

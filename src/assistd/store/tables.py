@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -36,6 +37,8 @@ projects = Table(
     Column("rpm_limit", Integer, nullable=True),
     Column("tpm_limit", Integer, nullable=True),
     Column("max_concurrent_runs", Integer, nullable=True),
+    # Runs holding one of the project's concurrent-run slots (services/run_slots.py).
+    Column("active_runs", Integer, nullable=False, server_default="0"),
 )
 
 # Requests and tokens used per project and one-minute window, shared by every process (PostgreSQL backend).
@@ -114,9 +117,14 @@ runs = _object_table(
     Column("started_ms", BigInteger, nullable=True),
     Column("first_token_ms", BigInteger, nullable=True),
     Column("ended_ms", BigInteger, nullable=True),
+    # True while the run holds a slot of its project's concurrent-runs limit (services/run_slots.py).
+    Column("holds_slot", Boolean, nullable=True),
 )
 Index("ix_runs_thread", runs.c.thread_id, runs.c.created_at, runs.c.seq)
 Index("ix_runs_status", runs.c.status, runs.c.lease_expires_at)
+# The few runs holding a slot (services/run_slots.py reclaims those of ended runs).
+Index("ix_runs_holding_slot", runs.c.project_id, sqlite_where=runs.c.holds_slot.is_(True),
+      postgresql_where=runs.c.holds_slot.is_(True))
 
 run_steps = _object_table(
     "run_steps",

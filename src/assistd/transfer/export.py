@@ -38,6 +38,7 @@ from assistd.store.tables import (
     vector_store_files,
     vector_stores,
 )
+from assistd.transfer import project_rows
 from assistd.transfer.archive import KINDS, ArchiveWriter, assistd_version, blob_member, iter_chunks, kind_member
 from assistd.transfer.progress import Progress
 
@@ -98,7 +99,8 @@ async def export_archive(db: Database, blobs: BlobStore, path: str | Path, *, pr
             missing: list[dict[str, str]] = []
             for n, (project_id, name) in enumerate(found):
                 counts = await _export_project(conn, blobs, writer, str(n), project_id, progress, missing)
-                summary.append({"dir": str(n), "name": name, "counts": counts})
+                summary.append({"dir": str(n), "name": name, "counts": counts,
+                                **await project_rows.read(conn, project_id)})
             manifest = {"exported_at": exported_at, "projects": summary, "missing_files": missing}
             writer.close(manifest)
         os.replace(writer.path, path)  # only a whole archive ever carries the name asked for

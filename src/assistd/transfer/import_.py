@@ -41,6 +41,7 @@ from assistd.store import keys as key_store
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
 from assistd.store.tables import files, runs, threads, vector_store_files, vector_stores
+from assistd.transfer import project_rows
 from assistd.transfer.archive import (
     HEADER,
     KINDS,
@@ -93,7 +94,8 @@ class Report:
             self.unlisted[which] += 1
 
     def lines(self) -> list[str]:
-        out = [f"{kind}: {self.imported[kind]} imported, {self.present[kind]} already present" for kind in KINDS]
+        out = [f"{kind}: {self.imported[kind]} imported, {self.present[kind]} already present"
+               for kind in (*KINDS, "limits", "usage_daily")]
         out += self.notes
         out += [f"skipped: {s}" for s in self.skipped]
         out += [f"conflict: {c}" for c in self.conflicts]
@@ -152,6 +154,11 @@ class _Importer:
             with reading(member.name):
                 await self._member(member, project_id, what, name, sums)
         self._skip_files_without_bytes()
+        for entry in self.checked.manifest.get("projects") or []:  # limits and usage (project_rows.py)
+            if isinstance(entry, dict) and entry.get("dir") in self.checked.project_names:
+                project_id = await self._project_id(self.project or self.checked.project_names[entry["dir"]])
+                async with self.db.write() as conn:
+                    await project_rows.write(conn, project_id, entry, self.report)
 
     async def _member(self, member: Member, project_id: str, what: str, name: str,
                       sums: dict[str, Any]) -> None:

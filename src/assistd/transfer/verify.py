@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from assistd.transfer import project_rows
 from assistd.transfer.archive import (
     HEADER,
     KINDS,
@@ -108,6 +109,7 @@ def verify(path: str | Path) -> Checked:
     for project in manifest.get("projects") or []:
         if isinstance(project, dict) and isinstance(project.get("dir"), str) and isinstance(project.get("name"), str):
             names[project["dir"]] = project["name"]
+            project_rows.check(project)
     for name in seen:
         parsed = parse_member(name)
         if parsed is not None and parsed[0] not in names:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +29,14 @@ from assistd.tools.code_interpreter.settings import CodeInterpreterSettings
 
 UID_SLOTS = 1024
 _UIDS_IN_USE: set[int] = set()  # per process, not per engine: two engines must never share a uid
+_ENGINES: weakref.WeakSet[CodeInterpreter] = weakref.WeakSet()  # open engines: assistd_code_sessions sums them
+
+
+def _sessions_alive() -> int:
+    return sum(engine.session_count() for engine in list(_ENGINES))
+
+
+metrics.code_sessions.set_function(_sessions_alive)
 
 
 class CodeInterpreter:
@@ -40,7 +49,7 @@ class CodeInterpreter:
         self._ended: OrderedDict[str, None] = OrderedDict()  # threads whose session ended (bounded)
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
-        metrics.code_sessions.set_function(lambda: sum(s.alive for s in self._sessions.values()))
+        _ENGINES.add(self)
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless kernels can run here (probes bwrap once; blocking)."""
@@ -108,6 +117,7 @@ class CodeInterpreter:
     async def aclose(self) -> None:
         """End every session (server shutdown)."""
         self._closed = True
+        _ENGINES.discard(self)
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
