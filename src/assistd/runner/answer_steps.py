@@ -16,7 +16,6 @@ import asyncio
 import logging
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.runner import endings
@@ -27,8 +26,10 @@ from assistd.services import messages as message_service
 from assistd.services.outbox import Outbox
 from assistd.services.run_objects import message_delta, new_step, set_step_status
 from assistd.services.runs import insert_step
+from assistd.store import messages as stored_messages
 from assistd.store import objects
-from assistd.store.tables import messages, run_steps
+from assistd.store import steps as stored_steps
+from assistd.store.tables import messages
 
 log = logging.getLogger("assistd.runner")
 
@@ -113,8 +114,8 @@ class AnswerSteps:
     @staticmethod
     async def delete(conn: AsyncConnection, answer: Answer) -> None:
         """An answer inserted ahead but never given: as if never begun."""
-        await conn.execute(delete(run_steps).where(run_steps.c.id == answer[1]["id"]))
-        await conn.execute(delete(messages).where(messages.c.id == answer[0]["id"]))
+        await stored_steps.delete_step(conn, answer[1]["id"])
+        await stored_messages.delete_message(conn, answer[0]["id"])
 
     # --- streamed ---------------------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class AnswerSteps:
                 adopted = await objects.get_object(conn, messages, message_id)
                 if adopted is not None:
                     return self.adopt(turn, (adopted, orphan))
-                await conn.execute(delete(run_steps).where(run_steps.c.id == orphan["id"]))
+                await stored_steps.delete_step(conn, orphan["id"])
             answer = self._new(self.scope.run)
             await self._insert(conn, answer)
             self.announce(outbox, answer)

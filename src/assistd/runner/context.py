@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.providers.base import ChatRequest
 from assistd.runner.server_tools import Offer, Replay
 from assistd.services.run_objects import sum_usage
-from assistd.store.tables import messages, run_steps
+from assistd.store import messages as stored_messages
+from assistd.store import steps as stored_steps
 
 # Room kept for the answer when fitting the prompt into the model's context window.
 ANSWER_RESERVE = 1024
@@ -79,20 +79,14 @@ async def thread_candidates(
 ) -> tuple[Candidate | None, list[Candidate]]:
     """What ``fit_history`` picks from: the thread's first message (None with ``last_messages``), and its
     newest (up to ``last_messages``, or a scan limit), newest first — this run's own messages left out."""
-    scope = (messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
     first = None
     if last_messages is None:
-        row = (await conn.execute(
-            select(messages.c.id, messages.c.data).where(*scope)
-            .order_by(messages.c.created_at.asc(), messages.c.seq.asc()).limit(1))).first()
-        first = None if row is None else (row.id, message_to_chat(orjson.loads(row.data)))
-    stmt = (
-        select(messages.c.id, messages.c.data)
-        .where(*scope)
-        .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
-        .limit(min(last_messages or _MAX_SCAN, _MAX_SCAN))
-    )
-    return first, [(message_id, message_to_chat(orjson.loads(raw))) for message_id, raw in await conn.execute(stmt)]
+        oldest = await stored_messages.thread_messages(conn, thread_id, other_than_run=run_id, newest_first=False,
+                                                       limit=1)
+        first = None if not oldest else (oldest[0][0], message_to_chat(oldest[0][1]))
+    newest = await stored_messages.thread_messages(conn, thread_id, other_than_run=run_id, newest_first=True,
+                                                   limit=min(last_messages or _MAX_SCAN, _MAX_SCAN))
+    return first, [(message_id, message_to_chat(message)) for message_id, message in newest]
 
 
 def candidates_of(thread: list[dict[str, Any]], *, last_messages: int | None
@@ -137,16 +131,9 @@ def fit_history(first: Candidate | None, newest: Iterable[Candidate], *, token_b
 async def run_transcript(conn: AsyncConnection, run_id: str, replays: Mapping[str, Replay]) -> list[dict[str, Any]]:
     """This run's completed work so far, as chat messages: its answers and its tool calls with outputs
     (``replays``: how each server tool's stored calls read back, by kind)."""
-    steps = [orjson.loads(raw) for (raw,) in await conn.execute(
-        select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "completed")
-        .order_by(run_steps.c.created_at, run_steps.c.seq))]
-    message_ids = [s["step_details"]["message_creation"]["message_id"] for s in steps
-                   if s["type"] == "message_creation"]
-    by_id: dict[str, dict[str, Any]] = {}
-    if message_ids:
-        for (raw,) in await conn.execute(select(messages.c.data).where(messages.c.id.in_(message_ids))):
-            m = orjson.loads(raw)
-            by_id[m["id"]] = m
+    steps = await stored_steps.completed_steps(conn, run_id)
+    by_id = await stored_messages.messages_by_id(conn, [s["step_details"]["message_creation"]["message_id"]
+                                                        for s in steps if s["type"] == "message_creation"])
     out: list[dict[str, Any]] = []
     for step in steps:
         if step["type"] == "message_creation":

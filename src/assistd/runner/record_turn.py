@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
-from sqlalchemy import delete
-
 from assistd.runner import client_calls, endings
 from assistd.runner.answer_steps import Answer, AnswerSteps
 from assistd.runner.server_tools import Recorded, Recording
@@ -18,8 +16,10 @@ from assistd.services import citations
 from assistd.services.run_objects import set_run_status, set_step_status, sum_usage
 from assistd.services.runs import list_run_steps, save_run, save_step
 from assistd.services.step_render import shown
+from assistd.store import messages as stored_messages
 from assistd.store import objects
-from assistd.store.tables import messages, run_steps
+from assistd.store import steps as stored_steps
+from assistd.store.tables import messages
 
 
 class TurnOutcome(Enum):
@@ -65,10 +65,9 @@ class TurnRecorder:
     async def drop_unused_orphans(self, rec: Recording) -> None:
         """What the interrupted attempt left and this one did not reuse goes (its unexecuted code too)."""
         for orphan in self.turn.orphans.values():
-            await rec.conn.execute(delete(run_steps).where(run_steps.c.id == orphan["id"]))
+            await stored_steps.delete_step(rec.conn, orphan["id"])
             if orphan["type"] == "message_creation":
-                message_id = orphan["step_details"]["message_creation"]["message_id"]
-                await rec.conn.execute(delete(messages).where(messages.c.id == message_id))
+                await stored_messages.delete_message(rec.conn, orphan["step_details"]["message_creation"]["message_id"])
         self.turn.orphans = {}
 
     async def settle_prepared(self, rec: Recording, prepared: Answer | None) -> None:
