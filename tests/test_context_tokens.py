@@ -30,8 +30,7 @@ def test_a_short_prompt_is_never_tokenized() -> None:
                "truncation_strategy": {"type": "auto", "last_messages": None}, "max_prompt_tokens": 500}
         thread = [{"id": f"msg_{i}", "role": "user", "content": [{"type": "text", "text": {"value": "hi"}}]}
                   for i in range(3)]
-        request, hit = asyncio.run(context.build_request(None, run, [], window=4096, search=None, searched=False,
-                                                         code=None, coded=False, thread=thread))
+        request, hit = asyncio.run(context.build_request(None, run, [], window=4096, thread=thread))
         assert hit is None and len(request.messages) == 4, request.messages
         assert tokens.encoding.cache_info().currsize == 0, "tokenized a prompt that fits at a token a byte"
     """)

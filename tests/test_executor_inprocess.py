@@ -18,14 +18,19 @@ import pytest
 
 from assistd.events.base import Event, run_channel
 from assistd.events.memory import MemoryBus
+from assistd.providers.base import ToolCallDelta
 from assistd.providers.scripted import ScriptedProvider
+from assistd.runner import tool_set
 from assistd.runner.execute import RunExecutor
+from assistd.runner.run_scope import RunScope
+from assistd.runner.server_tools import Offer, Recorded, Recording, ToolEngines
 from assistd.schemas.assistants import CreateAssistant
 from assistd.schemas.runs import CreateRun
 from assistd.schemas.threads import CreateThread
 from assistd.services import assistants, messages, runs, threads
 from assistd.services.outbox import Outbox
-from assistd.services.runs import list_run_steps
+from assistd.services.run_objects import new_step, set_step_status
+from assistd.services.runs import insert_step, list_run_steps
 from assistd.store import keys
 from assistd.store.db import Database
 from assistd.store.migrate import migrate
@@ -47,13 +52,16 @@ class Engine:
         async with self.db.write() as conn:
             self.project = await keys.ensure_project(conn, "inprocess")
 
-    async def run(self, text: str, **assistant: Any) -> tuple[dict[str, Any], list[Event]]:
-        """Queue a run on a new thread saying ``text``, execute it here; the run as stored and its events."""
+    async def run(self, text: str, run_options: dict[str, Any] | None = None, **assistant: Any
+                  ) -> tuple[dict[str, Any], list[Event]]:
+        """Queue a run on a new thread saying ``text`` (``run_options``: the run's own parameters), execute
+        it here; the run as stored and its events."""
         async with self.db.write() as conn:
             asst = await assistants.create(conn, self.project, CreateAssistant(model="gpt-4o-mini", **assistant))
             thread, _ = await threads.create_with_messages(
                 conn, self.project, CreateThread(messages=[{"role": "user", "content": text}]))
-            queued = await runs.create(conn, self.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+            asked = CreateRun(assistant_id=asst["id"], **(run_options or {}))
+            queued = await runs.create(conn, self.project, thread["id"], asked, Outbox())
         run = queued.run
         events: list[Event] = []
         sub = await self.bus.subscribe(run_channel(run["id"]))
@@ -151,5 +159,92 @@ def test_an_upstream_error_fails_the_run_and_a_passing_one_is_retried(engine):
         assert names(events)[-1] == "thread.run.failed"
         run, _ = await e.run("once [error-once: 503] [reply: fine]")
         assert run["status"] == "completed" and await e.answer(run["thread_id"]) == "fine"
+
+    engine(test)
+
+
+def test_an_upstream_count_over_max_prompt_tokens_makes_the_run_incomplete(engine):
+    async def test(e: Engine) -> None:
+        run, events = await e.run("hi [usage: prompt=5000] [reply: fine]", run_options={"max_prompt_tokens": 1000})
+        assert run["status"] == "incomplete" and run["incomplete_details"] == {"reason": "max_prompt_tokens"}
+        (step,) = await e.steps(run["id"])  # what the model said is kept
+        assert step["type"] == "message_creation" and step["status"] == "completed"
+        assert await e.answer(run["thread_id"]) == "fine"
+        assert names(events)[-1] == "thread.run.incomplete"
+
+    engine(test)
+
+
+class ClockTool:
+    """A third server-side tool, written as any would be (runner/server_tools.py): offered on every call,
+    it answers the time it was asked for, recorded as one completed step."""
+
+    kind = "clock"
+
+    def __init__(self, scope: RunScope, engines: ToolEngines) -> None:
+        self.scope = scope
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.entries: list[dict[str, Any]] = []
+
+    def plan(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> Offer:
+        self.calls, self.entries = {}, []
+        function = {"type": "function", "function": {"name": "clock", "parameters": {"type": "object"}}}
+        return Offer(self.kind, "clock", function, forcible=False)
+
+    def replay(self, entry: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        asked = entry["clock"]["asked"]
+        call = {"id": entry["id"], "type": "function", "function": {"name": "clock", "arguments": asked}}
+        return call, entry["clock"]["time"]
+
+    async def on_delta(self, delta: ToolCallDelta, *, taken: bool) -> bool:
+        if delta.index not in self.calls:
+            if taken or delta.name != "clock":
+                return False
+            self.calls[delta.index] = {"id": delta.id, "type": "clock", "clock": {"asked": "", "time": ""}}
+        self.calls[delta.index]["clock"]["asked"] += delta.arguments
+        return True
+
+    def called(self) -> bool:
+        return bool(self.entries)
+
+    def open_step(self) -> None:
+        return None
+
+    async def execute(self) -> None:
+        for call in self.calls.values():
+            call["clock"]["time"] = "12:00 in " + orjson.loads(call["clock"]["asked"])["tz"]
+        self.entries = list(self.calls.values())
+
+    async def record(self, rec: Recording) -> Recorded:
+        if not self.entries or rec.run["status"] == "cancelling" or rec.over_prompt:
+            return Recorded()
+        step = new_step(rec.run, "tool_calls", {"type": "tool_calls", "tool_calls": self.entries})
+        set_step_status(step, "completed", usage=rec.take_usage())
+        await insert_step(rec.conn, self.scope.project_id, step)
+        rec.outbox.add("thread.run.step.created", step)
+        rec.outbox.add("thread.run.step.completed", step)
+        return Recorded(executed=True)
+
+    def take_answer_parts(self) -> list[dict[str, Any]]:
+        return []
+
+    def annotate(self, text: str) -> list[dict[str, Any]]:
+        return []
+
+
+def test_a_third_server_tool_is_one_class_and_its_registration(engine, monkeypatch):
+    monkeypatch.setattr(tool_set, "SERVER_TOOLS", (*tool_set.SERVER_TOOLS, ClockTool))
+
+    async def test(e: Engine) -> None:
+        run, events = await e.run('time? [tool: clock {"tz": "UTC"}]')
+        assert run["status"] == "completed"
+        assert e.model.requests[0]["tools"][-1]["function"]["name"] == "clock"
+        clock, answer = await e.steps(run["id"])
+        assert clock["status"] == "completed" and clock["usage"]["total_tokens"] > 0
+        assert clock["step_details"]["tool_calls"][0]["clock"]["time"] == "12:00 in UTC"
+        assert answer["type"] == "message_creation"
+        # The model read the tool's output back as the call it made and its result.
+        assert await e.answer(run["thread_id"]) == "tool results: 12:00 in UTC"
+        assert names(events)[-1] == "thread.run.completed"
 
     engine(test)

@@ -14,7 +14,7 @@ HTTP stream is released as soon as you stop reading, not when the generator is g
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -79,7 +79,7 @@ class ProviderError(Exception):
 
 class ChatProvider(Protocol):
     # Declared without ``async``: implementations are ``async def`` generators, which a type checker
-    # sees as plain functions returning an AsyncIterator. Call sites: ``async for e in p.stream_chat(r)``.
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]: ...
+    # sees as plain functions returning an AsyncGenerator — closable, so call sites wrap it in ``aclosing``.
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]: ...
 
     async def aclose(self) -> None: ...

@@ -21,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -77,7 +77,7 @@ class OpenAICompatibleProvider:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         params = request_params(request, self.upstream_model or request.model)
         attempt = 0
         call = ModelCall(self._upstream, request.model)

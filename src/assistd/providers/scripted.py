@@ -9,7 +9,7 @@ maps the upstream's HTTP statuses; retryable ones are retried at once, as that p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from assistd.devupstream.script import OnceRegistry, plan_reply, reply_deltas
@@ -35,7 +35,7 @@ class ScriptedProvider:
         self.window = context_window
         self.requests: list[dict[str, Any]] = []  # the request bodies, as the real provider would send them
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         body = request_params(request, request.model)
         for attempt in range(ATTEMPTS):
             self.requests.append(body)

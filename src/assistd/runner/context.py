@@ -9,17 +9,17 @@ by a server whose prompts are short). The usage recorded on steps is what the up
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.providers.base import ChatRequest
+from assistd.runner.server_tools import Offer, Replay
 from assistd.services.run_objects import sum_usage
-from assistd.store.tables import messages, run_steps
-from assistd.tools import code_tool, file_search
+from assistd.store import messages as stored_messages
+from assistd.store import steps as stored_steps
 
 # Room kept for the answer when fitting the prompt into the model's context window.
 ANSWER_RESERVE = 1024
@@ -79,20 +79,14 @@ async def thread_candidates(
 ) -> tuple[Candidate | None, list[Candidate]]:
     """What ``fit_history`` picks from: the thread's first message (None with ``last_messages``), and its
     newest (up to ``last_messages``, or a scan limit), newest first — this run's own messages left out."""
-    scope = (messages.c.thread_id == thread_id, (messages.c.run_id != run_id) | messages.c.run_id.is_(None))
     first = None
     if last_messages is None:
-        row = (await conn.execute(
-            select(messages.c.id, messages.c.data).where(*scope)
-            .order_by(messages.c.created_at.asc(), messages.c.seq.asc()).limit(1))).first()
-        first = None if row is None else (row.id, message_to_chat(orjson.loads(row.data)))
-    stmt = (
-        select(messages.c.id, messages.c.data)
-        .where(*scope)
-        .order_by(messages.c.created_at.desc(), messages.c.seq.desc())
-        .limit(min(last_messages or _MAX_SCAN, _MAX_SCAN))
-    )
-    return first, [(message_id, message_to_chat(orjson.loads(raw))) for message_id, raw in await conn.execute(stmt)]
+        oldest = await stored_messages.thread_messages(conn, thread_id, other_than_run=run_id, newest_first=False,
+                                                       limit=1)
+        first = None if not oldest else (oldest[0][0], message_to_chat(oldest[0][1]))
+    newest = await stored_messages.thread_messages(conn, thread_id, other_than_run=run_id, newest_first=True,
+                                                   limit=min(last_messages or _MAX_SCAN, _MAX_SCAN))
+    return first, [(message_id, message_to_chat(message)) for message_id, message in newest]
 
 
 def candidates_of(thread: list[dict[str, Any]], *, last_messages: int | None
@@ -134,18 +128,12 @@ def fit_history(first: Candidate | None, newest: Iterable[Candidate], *, token_b
     return picked
 
 
-async def run_transcript(conn: AsyncConnection, run_id: str) -> list[dict[str, Any]]:
-    """This run's completed work so far, as chat messages: its answers and its tool calls with outputs."""
-    steps = [orjson.loads(raw) for (raw,) in await conn.execute(
-        select(run_steps.c.data).where(run_steps.c.run_id == run_id, run_steps.c.status == "completed")
-        .order_by(run_steps.c.created_at, run_steps.c.seq))]
-    message_ids = [s["step_details"]["message_creation"]["message_id"] for s in steps
-                   if s["type"] == "message_creation"]
-    by_id: dict[str, dict[str, Any]] = {}
-    if message_ids:
-        for (raw,) in await conn.execute(select(messages.c.data).where(messages.c.id.in_(message_ids))):
-            m = orjson.loads(raw)
-            by_id[m["id"]] = m
+async def run_transcript(conn: AsyncConnection, run_id: str, replays: Mapping[str, Replay]) -> list[dict[str, Any]]:
+    """This run's completed work so far, as chat messages: its answers and its tool calls with outputs
+    (``replays``: how each server tool's stored calls read back, by kind)."""
+    steps = await stored_steps.completed_steps(conn, run_id)
+    by_id = await stored_messages.messages_by_id(conn, [s["step_details"]["message_creation"]["message_id"]
+                                                        for s in steps if s["type"] == "message_creation"])
     out: list[dict[str, Any]] = []
     for step in steps:
         if step["type"] == "message_creation":
@@ -153,62 +141,57 @@ async def run_transcript(conn: AsyncConnection, run_id: str) -> list[dict[str, A
             if message is not None:
                 out.append(message_to_chat(message))
             continue
-        calls = [c for c in step["step_details"]["tool_calls"]
-                 if c["type"] in ("function", "file_search", "code_interpreter")]
-        if not calls:
+        replayed = [_replay(c, replays) for c in step["step_details"]["tool_calls"]
+                    if c["type"] == "function" or c["type"] in replays]
+        if not replayed:
             continue
-        out.append({"role": "assistant", "content": None, "tool_calls": [
-            file_search.chat_call(c) if c["type"] == "file_search" else
-            code_tool.chat_call(c) if c["type"] == "code_interpreter" else
-            {"id": c["id"], "type": "function",
-             "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
-            for c in calls]})
-        for c in calls:
-            output = (file_search.output_text(c) if c["type"] == "file_search" else
-                      code_tool.output_text(c) if c["type"] == "code_interpreter" else c["function"]["output"])
-            out.append({"role": "tool", "tool_call_id": c["id"], "content": output or ""})
+        out.append({"role": "assistant", "content": None, "tool_calls": [call for call, _ in replayed]})
+        out.extend({"role": "tool", "tool_call_id": call["id"], "content": output or ""} for call, output in replayed)
     return out
 
 
-def chat_tools(run: dict[str, Any], *, search: str | None = None, code: str | None = None
-               ) -> list[dict[str, Any]]:
-    """The run's tools offered to the model: its functions, the file search and the code interpreter
-    (``search``/``code``: the name each is offered under, None when it is not offered — see
-    tools/file_search.py, tools/code_tool.py)."""
+def _replay(call: dict[str, Any], replays: Mapping[str, Replay]) -> tuple[dict[str, Any], str | None]:
+    """A stored tool call as the model made it, and the output it read."""
+    if call["type"] in replays:
+        return replays[call["type"]](call)
+    function = call["function"]
+    return ({"id": call["id"], "type": "function",
+             "function": {"name": function["name"], "arguments": function["arguments"]}}, function["output"])
+
+
+def chat_tools(run: dict[str, Any], offers: Sequence[Offer] = ()) -> list[dict[str, Any]]:
+    """The run's tools offered to the model: its functions, then the server tools ``offers`` (see
+    runner/server_tools.py)."""
     tools = [{"type": "function", "function": t["function"]} for t in run["tools"] if t["type"] == "function"]
-    if search is not None:
-        tools.append(file_search.chat_function(search))
-    if code is not None:
-        tools.append(code_tool.chat_function(code))
+    tools.extend(offer.function for offer in offers)
     return tools
 
 
-def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]], *, search: str | None = None,
-                     searched: bool = False, code: str | None = None, coded: bool = False) -> Any:
-    """``tool_choice`` for the upstream. A forced file_search (code_interpreter) forces only the run's first
-    search (execution), else the model could never answer; a forced tool that is not offered becomes
-    ``auto``."""
+def chat_tool_choice(run: dict[str, Any], tools: list[dict[str, Any]], offers: Sequence[Offer] = ()) -> Any:
+    """``tool_choice`` for the upstream. A forced server tool (file_search, code_interpreter) forces only its
+    first call in the run (``Offer.forcible``), else the model could never answer; a forced tool that is
+    not offered becomes ``auto``."""
     choice = run.get("tool_choice") or "auto"
     if not tools:
         return None
     if isinstance(choice, dict):
         if choice.get("type") == "function":
             return {"type": "function", "function": {"name": choice["function"]["name"]}}
-        if choice.get("type") == "file_search" and search is not None and not searched:
-            return {"type": "function", "function": {"name": search}}
-        if choice.get("type") == "code_interpreter" and code is not None and not coded:
-            return {"type": "function", "function": {"name": code}}
+        for offer in offers:
+            if choice.get("type") == offer.kind and offer.forcible:
+                return {"type": "function", "function": {"name": offer.name}}
         return "auto"
     return choice
 
 
 async def build_request(
     conn: AsyncConnection | None, run: dict[str, Any], steps: list[dict[str, Any]], *, window: int,
-    search: str | None, searched: bool, code: str | None, coded: bool, thread: list[dict[str, Any]] | None = None,
+    offers: Sequence[Offer] = (), replays: Mapping[str, Replay] | None = None,
+    thread: list[dict[str, Any]] | None = None,
 ) -> tuple[ChatRequest, str | None]:
     """The next model call of ``run`` (whose ``steps`` so far are given), and the token limit it would
-    break (``max_prompt_tokens`` / ``max_completion_tokens``) or None. ``search``/``code``: the names the
-    run's server tools are offered under (None: not offered); ``searched``/``coded``: already used.
+    break (``max_prompt_tokens`` / ``max_completion_tokens``) or None. ``offers``: the server tools offered
+    on it; ``replays``: how each server tool's earlier calls read back (runner/tool_set.py).
     ``thread``: the thread's messages when they are at hand (a thread created with the run), else they are
     read through ``conn``, which may be None when there is nothing to read (that, and no step done yet)."""
     totals = sum_usage(steps)
@@ -219,7 +202,7 @@ async def build_request(
     transcript: list[dict[str, Any]] = []
     if any(step["status"] == "completed" for step in steps):  # else there is nothing to read back
         assert conn is not None
-        transcript = await run_transcript(conn, run["id"])
+        transcript = await run_transcript(conn, run["id"], replays or {})
     truncation = run.get("truncation_strategy") or {"type": "auto"}
     last_n = truncation.get("last_messages") if truncation.get("type") == "last_messages" else None
     if thread is not None:
@@ -241,13 +224,13 @@ async def build_request(
         max_tokens = run["max_completion_tokens"] - totals["completion_tokens"]
         if max_tokens <= 0:
             limit_hit = limit_hit or "max_completion_tokens"
-    tools = chat_tools(run, search=search, code=code)
+    tools = chat_tools(run, offers)
     response_format = run.get("response_format")
     request = ChatRequest(
         model=run["model"],
         messages=system + history + transcript,
         tools=tools or None,
-        tool_choice=chat_tool_choice(run, tools, search=search, searched=searched, code=code, coded=coded),
+        tool_choice=chat_tool_choice(run, tools, offers),
         parallel_tool_calls=run.get("parallel_tool_calls") if tools else None,
         temperature=run.get("temperature"),
         top_p=run.get("top_p"),

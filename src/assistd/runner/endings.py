@@ -23,7 +23,6 @@ from assistd.services.runs import list_run_steps, save_run, save_step
 from assistd.services.step_render import shown
 from assistd.store import objects
 from assistd.store.tables import messages
-from assistd.tools import code_tool
 
 # A run's final status → what its open steps become, and why its open message stops.
 _OPEN_WORK_ENDS = {
@@ -38,16 +37,14 @@ CloseMessage = Callable[[dict[str, Any], str, "str | None"], Any]
 
 def close_message(message: dict[str, Any], status: str, reason: str | None, *, text: str = "",
                   take_images: Callable[[], list[dict[str, Any]]] = list,
-                  sources: citations.Sources | None = None, files: dict[str, str] | None = None,
+                  annotate: Callable[[str], list[dict[str, Any]]] = lambda text: [],
                   ) -> list[dict[str, Any]]:
     """Store the answer (``text``, and the images not yet shown when it has none) in ``message`` and close
-    it; returns its citations as delta parts."""
+    it; returns its annotations (``annotate``: a text's, see services/citations.py) as delta parts."""
     images = [p for p in message["content"] if p["type"] == "image_file"] or take_images()
     if text or not message["content"] or len(images) == len(message["content"]):
         message["content"] = images + ([message_service.text_content(text)] if text or not images else [])
-    written = files or {}
-    annotations = citations.apply(message, sources or {},
-                                  extra=lambda value: code_tool.file_path_annotations(value, written))
+    annotations = citations.apply(message, annotate)
     message["status"] = status
     now = ids.now()
     if status == "completed":

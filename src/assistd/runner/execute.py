@@ -4,6 +4,11 @@ Each state change is one transaction, and its events are published after the com
 Text and argument deltas go straight to the bus and are stored once, when the step completes: a crash
 mid-answer leaves an in-progress step and message that the next attempt adopts and rewrites, so a
 resumed run never duplicates a message or a step.
+
+The executor composes the parts of a run: the answer (runner/answer_steps.py), the client calls
+(runner/client_calls.py), the server tools (runner/tool_set.py), the recording of each model call's
+outcome (runner/record_turn.py) and the endings (runner/endings.py); what they share of the run is its
+``RunScope``, what one model call holds its ``Turn``.
 """
 
 from __future__ import annotations
@@ -15,43 +20,33 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd import ids
-from assistd.errors import APIError
-from assistd.events.base import Event, EventBus, error_event, run_channel
+from assistd.events.base import EventBus, error_event, run_channel
 from assistd.observability import runs as observe_runs
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
-from assistd.runner import context, endings
-from assistd.runner.answer_steps import Answer, AnswerSteps
-from assistd.runner.code_steps import CodeSteps
-from assistd.runner.search_steps import SearchSteps
+from assistd.runner import client_calls, context, endings
+from assistd.runner.answer_steps import AnswerSteps
+from assistd.runner.record_turn import TurnOutcome, TurnRecorder
+from assistd.runner.run_scope import RunScope
+from assistd.runner.server_tools import Offer, Recording, ToolEngines, ToolFailed
+from assistd.runner.tool_set import ToolSet
 from assistd.runner.turn import Turn
-from assistd.services import citations
 from assistd.services.outbox import Outbox
-from assistd.services.run_objects import (
-    TERMINAL_STATUSES,
-    new_step,
-    set_run_status,
-    set_step_status,
-    sum_usage,
-    tool_call_delta,
-    usage,
-)
-from assistd.services.runs import insert_step, list_run_steps, save_run, save_step
-from assistd.services.step_render import shown
+from assistd.services.run_objects import TERMINAL_STATUSES, set_run_status, usage
+from assistd.services.runs import list_run_steps, save_run
 from assistd.store import objects
 from assistd.store.db import Database
-from assistd.store.tables import messages, run_steps, runs
-from assistd.tools import code_tool
+from assistd.store.tables import runs
 
 if TYPE_CHECKING:
     from assistd.services.vector_search import Retrieval
     from assistd.tools.code_tool import CodeTool
 
 log = logging.getLogger("assistd.runner")
+
 
 @dataclass
 class HeadStart:
@@ -63,47 +58,30 @@ class HeadStart:
     thread: list[dict[str, Any]] | None = None  # the thread's messages when created with the run, else read
 
 
-class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
+class RunExecutor:
     def __init__(self, db: Database, bus: EventBus, router: ModelRouter, run_id: str, project_id: str, *,
                  retrieval: Retrieval | None = None, code: CodeTool | None = None,
                  head: HeadStart | None = None) -> None:
-        self.db = db
-        self.head = head
-        self.bus = bus
-        self.router = router
-        self.retrieval = retrieval  # the file_search tool's index and embedder: without it, it is not offered
-        self.code = code  # the code_interpreter engine of this process: without it, it is not offered
+        self.scope = RunScope(db, bus, router, run_id, project_id)
         self.run_id = run_id
-        self.project_id = project_id
+        self.head = head
         self.cancel_reason: str | None = None  # set by the pool before it cancels our task
-        self.run: dict[str, Any] = {}
         # True while the outcome is being committed/published: the pool must not interrupt then.
         self.settling = False
-        self.turn = Turn()  # the model call under way (runner/turn.py): a new one per call
-        # The answer inserted ahead (answer_steps.py): committed, or being inserted.
-        self._prepared: Answer | None = None
-        self._preparing: asyncio.Task[Answer] | None = None
-        # The run so far, as each turn's plan finds it (``_plan_search``, ``_plan_code``). file_search: the
-        # name it is offered under this turn (None: not offered), the run's citable results so far and the
-        # next source number. code_interpreter: the name it is offered under (None: not offered), the run's
-        # executions so far, the files its code wrote (name → file id), the images not yet shown in an answer.
-        self._search_name: str | None = None
-        self._sources: citations.Sources = {}
-        self._next_source = 0
-        self._code_name: str | None = None
-        self._code_done = 0
-        self._code_files: dict[str, str] = {}
-        self._pending_images: list[str] = []
+        # Without the retrieval index (code engine), file_search (code_interpreter) is not offered.
+        self.tools = ToolSet(self.scope, ToolEngines(retrieval=retrieval, code=code))
+        self.answers = AnswerSteps(self.scope, self.tools)
+        self.turn = Turn()  # the model call under way: a new one per call
 
     # --- entry ------------------------------------------------------------------------------------
 
     async def execute(self) -> None:
         try:
             if self.head is not None:
-                self.run = self.head.run
+                self.scope.run = self.head.run
             elif not await self._begin():
                 return
-            await observe_runs.executing(self.db, self.run, self.project_id)
+            await observe_runs.executing(self.scope.db, self.scope.run, self.scope.project_id)
             while await self._model_turn():
                 pass
         except asyncio.CancelledError:
@@ -124,7 +102,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
     async def _begin(self) -> bool:
         """Take the run into in_progress; False when there is nothing to execute."""
         outbox = Outbox(self.run_id)
-        async with self.db.write() as conn:
+        async with self.scope.db.write() as conn:
             run = await self._load_run(conn)
             status = run["status"]
             if status == "cancelling":
@@ -138,9 +116,18 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
                     set_run_status(run, "in_progress")
                     await save_run(conn, run)
                     outbox.add("thread.run.in_progress", run)
-                self.run = run
-        await outbox.flush(self.bus)
-        return bool(self.run)
+                self.scope.run = run
+        await outbox.flush(self.scope.bus)
+        return bool(self.scope.run)
+
+    async def prepare_first_answer(self, conn: AsyncConnection) -> None:
+        """In the transaction that starts the run (a head start, whose steps are known): when its first turn
+        can only answer in text, its answer is inserted there rather than beside the model call."""
+        head = self.head
+        if head is None or head.steps is None or self._offers_tools(head.run, head.steps):
+            return
+        self.scope.run = head.run
+        await self.answers.prepare_first(conn, head.run)
 
     # --- one model call ----------------------------------------------------------------------------
 
@@ -158,12 +145,12 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
             return False
         self._adopt_orphans(steps)
         await self._announce_resume()
-        if request.tools is None and "message_creation" not in self.turn.orphans and self._prepared is None:
-            self._prepare_answer()  # it can only answer in text: have its message ready by the first token
-        calls = self.turn.calls
+        if request.tools is None and "message_creation" not in self.turn.orphans and self.answers.prepared is None:
+            self.answers.prepare()  # it can only answer in text: have its message ready by the first token
+        turn = self.turn
         finish = "stop"
         used = Usage(0, 0)
-        provider = self.router.provider_for(run["model"])
+        provider = self.scope.router.provider_for(run["model"])
         # A run still executing at expires_at expires then, however long the upstream takes.
         left = None if run["expires_at"] is None else max(0.0, run["expires_at"] - time.time())
         deadline = asyncio.timeout(left)
@@ -173,13 +160,14 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
                     if isinstance(event, TextDelta):
                         observe_runs.first_token(self.run_id)
                         observe_runs.first_output(self.run_id)
-                        await self._on_text(event.text)
+                        await self.answers.on_text(turn, event.text)
                         # Chunks that arrive together (a fast upstream, a burst after a stall) would all be
                         # handled before any stream here relays the first: let them relay each delta now.
                         await asyncio.sleep(0)
                     elif isinstance(event, ToolCallDelta):
                         observe_runs.first_output(self.run_id)
-                        await self._on_tool_delta(calls, event)
+                        if not await self.tools.on_delta(event, taken=event.index in turn.calls):
+                            await client_calls.on_delta(self.scope, turn, event)
                         await asyncio.sleep(0)
                     elif isinstance(event, Finish):
                         finish = event.reason
@@ -193,7 +181,7 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
                 raise
             await self._end("expired")
             return False
-        return await self._record_turn(calls, finish, used)
+        return await self._record_turn(finish == "length", used) is TurnOutcome.SERVER_TOOLS_EXECUTED
 
     async def _turn_context(self) -> tuple[dict[str, Any], list[dict[str, Any]], ChatRequest, str | None]:
         """The run and its steps as they are now, and the model call that comes next (with the token limit
@@ -201,48 +189,37 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
         head, self.head = self.head, None
         if head is not None and head.steps is not None and head.thread is not None:
             return head.run, head.steps, *await self._build_request(None, head.run, head.steps, head.thread)
-        async with self.db.read() as conn:
+        async with self.scope.db.read() as conn:
             if head is not None and head.steps is not None:
                 run, steps = head.run, head.steps
             else:
-                run = await objects.get_object(conn, runs, self.run_id)
-                assert run is not None
-                steps = await list_run_steps(conn, self.run_id)
-            self.run = run
+                found = await objects.get_object(conn, runs, self.run_id)
+                assert found is not None
+                run, steps = found, await list_run_steps(conn, self.run_id)
+            self.scope.run = run
             return run, steps, *await self._build_request(conn, run, steps)
 
     def _offers_tools(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> bool:
         """Whether the model will be offered any tool on the run's next turn (as ``_build_request`` plans it)."""
-        self._plan_search(run, steps)
-        self._plan_code(run, steps)
-        return bool(context.chat_tools(run, search=self._search_name, code=self._code_name))
+        return bool(context.chat_tools(run, self.tools.plan(run, steps)))
 
     async def _build_request(
         self, conn: AsyncConnection | None, run: dict[str, Any], steps: list[dict[str, Any]],
         thread: list[dict[str, Any]] | None = None,
     ) -> tuple[ChatRequest, str | None]:
-        self._plan_search(run, steps)
-        self._plan_code(run, steps)
-        return await context.build_request(
-            conn, run, steps, window=self.router.context_window(run["model"]), search=self._search_name,
-            searched=self._next_source > 0, code=self._code_name, coded=self._code_done > 0, thread=thread)
-
-    def _plan_code(self, run: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        """Whether this turn offers code_interpreter, and what the run's earlier executions left."""
-        self._code_done = len(code_tool.entries_of(steps))
-        self._code_files = code_tool.files_of(steps)
-        self._pending_images = code_tool.pending_images(steps)
-        offer = self.code is not None and code_tool.active(run) and self._code_done < code_tool.MAX_EXECUTIONS
-        self._code_name = code_tool.function_name(run) if offer else None
+        offers: list[Offer] = self.tools.plan(run, steps)
+        return await context.build_request(conn, run, steps, window=self.scope.router.context_window(run["model"]),
+                                           offers=offers, replays=self.tools.replays, thread=thread)
 
     def _adopt_orphans(self, steps: list[dict[str, Any]]) -> None:
         """In-progress steps left by an interrupted attempt of this turn are reused, not duplicated
-        (an interrupted execution's step is not: it is dropped, and the code runs again)."""
+        (an interrupted server tool's step is not: it is dropped, and its calls run again)."""
         self.turn = Turn()
         for step in steps:
             if step["status"] != "in_progress":
                 continue
-            key = f"code:{step['id']}" if code_tool.is_code_step(step) else step["type"]
+            owner = self.tools.owner_of(step)
+            key = f"{owner}:{step['id']}" if owner is not None else step["type"]
             if key in self.turn.orphans:  # never more than one of a kind; drop any extra rather than leave it open
                 key = f"extra:{step['id']}"
             self.turn.orphans[key] = step
@@ -252,191 +229,44 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
         the first attempt's deltas would now get a second copy, so it is ended with an error instead
         (clients then read the stored run, which this attempt completes)."""
         if self.turn.orphans:
-            await self.bus.publish(run_channel(self.run_id), error_event(
+            await self.scope.bus.publish(run_channel(self.run_id), error_event(
                 "The worker executing this run stopped; another resumed it. Retrieve the run for its result."))
 
-    async def _ensure_tool_step(self) -> dict[str, Any]:
-        if self.turn.tool_step is not None:
-            return self.turn.tool_step
-        orphan = self.turn.orphans.pop("tool_calls", None)
-        if orphan is not None:  # adopted: its calls are rewritten by this attempt's
-            orphan["step_details"]["tool_calls"] = []
-            self.turn.tool_step = orphan
-            return orphan
-        outbox = Outbox(self.run_id)
-        async with self.db.write() as conn:
-            step = new_step(self.run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            await insert_step(conn, self.project_id, step)
-            outbox.add("thread.run.step.created", step)
-            outbox.add("thread.run.step.in_progress", step)
-        self.turn.tool_step = step
-        await outbox.flush(self.bus)
-        return step
+    # --- recording the outcome (runner/record_turn.py) -----------------------------------------------
 
-    async def _on_tool_delta(self, calls: dict[int, dict[str, Any]], delta: ToolCallDelta) -> None:
-        search = self.turn.search_calls.get(delta.index)
-        if search is None and delta.index not in calls and self._search_name is not None \
-                and delta.name == self._search_name:
-            # A file_search call: executed here once the answer is complete, recorded in a step of its own.
-            search = self.turn.search_calls[delta.index] = {"id": delta.id or ids.new_id("tool_call"), "arguments": ""}
-        if search is not None:
-            search["arguments"] += delta.arguments
-            return
-        if search is None and delta.index not in calls and (delta.index in self.turn.code_calls or (
-                self._code_name is not None and delta.name == self._code_name)):
-            await self._on_code_delta(delta)
-            return
-        step = await self._ensure_tool_step()
-        call = calls.get(delta.index)
-        if call is None:
-            call = {"id": delta.id or ids.new_id("tool_call"), "type": "function",
-                    "function": {"name": delta.name or "", "arguments": "", "output": None}}
-            calls[delta.index] = call
-            piece: dict[str, Any] = {"id": call["id"], "type": "function",
-                                     "function": {"name": call["function"]["name"],
-                                                  "arguments": delta.arguments, "output": None}}
-        else:
-            if delta.name and not call["function"]["name"]:
-                call["function"]["name"] = delta.name
-            piece = {"type": "function", "function": {"arguments": delta.arguments}}
-        call["function"]["arguments"] += delta.arguments
-        index = list(calls).index(delta.index)
-        await self.bus.publish(run_channel(self.run_id),
-                               Event("thread.run.step.delta", tool_call_delta(step["id"], index, piece)))
+    async def _record_turn(self, cut: bool, used: Usage) -> TurnOutcome:
+        """Execute the server tools' calls, then record the call's outcome in one transaction.
 
-    # --- recording the outcome ---------------------------------------------------------------------
-
-    async def _record_turn(self, calls: dict[int, dict[str, Any]], finish: str, used: Usage) -> bool:
-        """Record the model's answer. True when the loop goes on: the model searched the files (and called no
-        client function), so it is called again with the results.
-
-        file_search calls are executed here, before anything is recorded (a cancel may still interrupt
-        them); their step is written completed, in the same transaction as the rest of the turn, so no
-        attempt ever leaves a half-done search behind. A turn that mixes them with client function calls
-        records both steps: the searches done, the functions pending (requires_action); the model reads the
-        search results together with the client's outputs once they are submitted."""
-        cut = finish == "length"
-        searches: list[dict[str, Any]] = []
-        if self.turn.search_calls and not cut:
+        Server tools execute before anything is recorded (a cancel may still interrupt them); their steps
+        are written in the same transaction as the rest of the turn, so no attempt ever leaves a half-done
+        execution behind. A turn that mixes them with client function calls records both: the server
+        tools' steps done, the functions pending (requires_action); the model reads the tools' outputs
+        together with the client's once they are submitted."""
+        if not cut:
             try:
-                searches = await self._run_searches()
-            except APIError as exc:  # a vector store deleted or expired since the run was created
-                await self._fail("server_error", f"The file_search tool failed: {exc.message}"[:1000])
-                return False
-            except Exception as exc:
-                log.exception("run %s: file_search failed", self.run_id)
-                await self._fail("server_error", f"The file_search tool failed: {type(exc).__name__}: {exc}"[:1000])
-                return False
-        if self.turn.code_calls and not cut:
-            from assistd.tools.code_interpreter import CodeInterpreterError
-
-            try:
-                await self._run_code()
-            except CodeInterpreterError as exc:  # no sandbox, every session busy: the code could not run
-                await self._fail("server_error", str(exc)[:1000] or "The code interpreter is unavailable.")
-                return False
-            except Exception as exc:
-                log.exception("run %s: code_interpreter failed", self.run_id)
-                await self._fail("server_error", f"The code_interpreter tool failed: {type(exc).__name__}")
-                return False
+                await self.tools.execute()
+            except ToolFailed as failure:
+                await self._fail("server_error", failure.message)
+                return TurnOutcome.FAILED
         self.settling = True
         outbox = Outbox(self.run_id)
-        prepared = await self._unannounced_answer()  # the model said nothing: the answer prepared for it
-        async with self.db.write() as conn:
+        prepared = await self.answers.unannounced()  # the model said nothing: the answer prepared for it
+        async with self.scope.db.write() as conn:
             run = await self._load_run(conn)
             if run["status"] not in ("in_progress", "cancelling"):
                 # Another attempt already recorded an outcome (our lease lapsed meanwhile): leave it alone.
                 log.warning("run %s is %s: dropping this attempt's turn", self.run_id, run["status"])
                 if prepared is not None:
-                    await self._delete_answer(conn, prepared)
-                return False
-            await self._drop_unused_orphans(conn)
-            if prepared is not None and (self.turn.tool_step or self.turn.code_step or searches):
-                await self._delete_answer(conn, prepared)  # it called tools instead
-            elif prepared is not None:  # an empty answer: closed below like any other
-                self._announce_answer(outbox, prepared)
-                self._adopt_answer(prepared)
-            turn_usage = usage(used.prompt_tokens, used.completion_tokens)
-            # Token estimates decide what is sent; the upstream's count decides whether the run overran.
-            prior = sum_usage(await list_run_steps(conn, self.run_id))["prompt_tokens"]
-            over_prompt = bool(run.get("max_prompt_tokens")) and prior + used.prompt_tokens > run["max_prompt_tokens"]
-            if self.turn.message is not None and self.turn.message_step is not None:
-                annotations = self._close_message(self.turn.message, "incomplete" if cut else "completed",
-                                                  "max_tokens" if cut else None)
-                await objects.save_object(conn, messages, self.turn.message)
-                set_step_status(self.turn.message_step, "completed", usage=turn_usage)
-                turn_usage = usage(0, 0)  # the call's usage is counted once, on its first step
-                await save_step(conn, self.turn.message_step)
-                if annotations:  # the citations, in a last delta before the message completes
-                    outbox.add("thread.message.delta",
-                               citations.annotations_delta(self.turn.message["id"], annotations))
-                outbox.add(f"thread.message.{self.turn.message['status']}", self.turn.message)
-                outbox.add("thread.run.step.completed", self.turn.message_step)
-            tool_step = self.turn.tool_step
-            if tool_step is not None:
-                tool_step["step_details"]["tool_calls"] = list(calls.values())
-                tool_step["usage"] = turn_usage
-                turn_usage = usage(0, 0)
-                await save_step(conn, tool_step)
-            code_step = self.turn.code_step
-            executed = False
-            if code_step is not None:
-                code_step["step_details"]["tool_calls"] = list(self.turn.code_calls.values())
-                if self.turn.code_ran:  # the code ran: recorded as such, whatever happens to the run now
-                    set_step_status(code_step, "completed", usage=turn_usage)
-                    turn_usage = usage(0, 0)
-                    outbox.add("thread.run.step.completed", shown(code_step))
-                    executed = True
-                await save_step(conn, code_step)
-            searched = False
-            if searches and run["status"] != "cancelling" and not over_prompt:
-                await self._record_searches(conn, run, searches, turn_usage, outbox)
-                turn_usage = usage(0, 0)
-                searched = True
-            if run["status"] == "cancelling":
-                # The cancel came while this turn was being recorded: it wins over what the model asked.
-                await endings.end_run(conn, run, outbox, "cancelled", live=self._live())
-            elif tool_step is not None and not cut and not over_prompt:
-                tool_calls = [{"id": c["id"], "type": "function",
-                               "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
-                              for c in calls.values()]
-                set_run_status(run, "requires_action", required_action={
-                    "type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": tool_calls}})
-                await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-                outbox.add("thread.run.requires_action", run)
-            elif searched or (executed and not over_prompt):
-                pass  # still in_progress: the model reads the results next
-            else:
-                unexecuted = [s for s in (tool_step, None if executed else code_step) if s is not None]
-                for open_step in unexecuted:  # cut off, or over max_prompt_tokens: its calls won't be executed
-                    set_step_status(open_step, "cancelled")
-                    await save_step(conn, open_step)
-                    outbox.add("thread.run.step.cancelled", shown(open_step))
-                if not unexecuted and not executed and self.turn.message_step is None:
-                    # nothing said at all: still record the call as a step
-                    await self._empty_answer(conn, run, turn_usage, cut, outbox)
-                steps = await list_run_steps(conn, self.run_id)
-                if cut or over_prompt:
-                    reason = "max_completion_tokens" if cut else "max_prompt_tokens"
-                    set_run_status(run, "incomplete", incomplete_details={"reason": reason}, usage=sum_usage(steps))
-                else:
-                    set_run_status(run, "completed", usage=sum_usage(steps))
-                await save_run(conn, run, lease_owner=None, lease_expires_at=None)
-                outbox.add(f"thread.run.{run['status']}", run)
-            self.run = run
-        await outbox.flush(self.bus)
-        if (searched or executed) and run["status"] == "in_progress":
+                    await self.answers.delete(conn, prepared)
+                return TurnOutcome.SUPERSEDED
+            rec = Recording(conn, run, outbox, usage(used.prompt_tokens, used.completion_tokens))
+            recorder = TurnRecorder(self.turn, self.answers, self.tools, self._live)
+            outcome = await recorder.record(rec, prepared, cut=cut, prompt_tokens=used.prompt_tokens)
+            self.scope.run = run
+        await outbox.flush(self.scope.bus)
+        if outcome is TurnOutcome.SERVER_TOOLS_EXECUTED:
             self.settling = False  # back to work: the heartbeat keeps the lease and notices cancels again
-            return True
-        return False
-
-    async def _drop_unused_orphans(self, conn: AsyncConnection) -> None:
-        for orphan in self.turn.orphans.values():
-            await conn.execute(delete(run_steps).where(run_steps.c.id == orphan["id"]))
-            if orphan["type"] == "message_creation":
-                message_id = orphan["step_details"]["message_creation"]["message_id"]
-                await conn.execute(delete(messages).where(messages.c.id == message_id))
-        self.turn.orphans = {}
+        return outcome
 
     # --- endings (runner/endings.py) --------------------------------------------------------------
 
@@ -445,22 +275,23 @@ class RunExecutor(AnswerSteps, SearchSteps, CodeSteps):
         calls: dict[str, list[dict[str, Any]]] = {}
         if self.turn.tool_step is not None:
             calls[self.turn.tool_step["id"]] = list(self.turn.calls.values())  # as streamed so far
-        if self.turn.code_step is not None:
-            calls[self.turn.code_step["id"]] = list(self.turn.code_calls.values())  # as executed so far
-        return endings.Live(self.turn.message, self._close_message, calls)
+        calls.update(self.tools.open_calls())  # as streamed or executed so far
+        turn = self.turn
+        return endings.Live(turn.message, lambda message, status, reason: self.answers.close(
+            turn, message, status, reason), calls)
 
     async def _end(self, status: str, **how: Any) -> None:
         """End the run as ``status`` in a transaction of its own (``how``: ``endings.end_run``'s options)."""
         self.settling = True
         outbox = Outbox(self.run_id)
-        prepared = await self._unannounced_answer()
-        async with self.db.write() as conn:
+        prepared = await self.answers.unannounced()
+        async with self.scope.db.write() as conn:
             run = await self._load_run(conn)
             if prepared is not None:  # an answer inserted ahead but never given: as if never begun
-                await self._delete_answer(conn, prepared)
+                await self.answers.delete(conn, prepared)
             if run["status"] not in TERMINAL_STATUSES:
                 await endings.end_run(conn, run, outbox, status, live=self._live(), **how)
-        await outbox.flush(self.bus)
+        await outbox.flush(self.scope.bus)
 
     async def _finish_cancelled(self) -> None:
         await asyncio.shield(self._end("cancelled"))

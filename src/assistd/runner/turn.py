@@ -1,5 +1,7 @@
-"""What one model call of a run holds from its first delta until its outcome is recorded. The executor
-(runner/execute.py) starts each turn with a new one, so nothing of a turn leaks into the next."""
+"""What one model call of a run holds from its first delta until its outcome is recorded: the answer and
+the client function calls streamed so far, and what an interrupted attempt of it left. The executor
+(runner/execute.py) starts each call with a new one, so nothing of a call leaks into the next (the server
+tools keep their calls of the call themselves, renewed by their ``plan``: runner/server_tools.py)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,3 @@ class Turn:
     # Client function calls streamed so far (by upstream index) and their step.
     calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     tool_step: dict[str, Any] | None = None
-    # file_search calls (by upstream index), executed once the model's answer is complete.
-    search_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    # code_interpreter calls (entries, by upstream index), their step, and whether they were executed.
-    code_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    code_step: dict[str, Any] | None = None
-    code_ran: bool = False

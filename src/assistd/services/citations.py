@@ -46,20 +46,15 @@ def annotate(text: str, sources: Sources) -> list[dict[str, Any]]:
     return out
 
 
-def apply(message: dict[str, Any], sources: Sources,
-          extra: Callable[[str], list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
-    """Set the annotations of the message's text parts; returns them as message-delta annotations
-    (``index`` numbered within each part), ready for a final ``thread.message.delta``. ``extra``: more
-    annotations of a text (code_interpreter's file_path links), merged in order of appearance."""
+def apply(message: dict[str, Any], annotate: Callable[[str], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Set the annotations of the message's text parts (``annotate``: a text's annotations in order of
+    appearance — citations, code_interpreter's file links); returns them as message-delta annotations
+    (``index`` numbered within each part), ready for a final ``thread.message.delta``."""
     delta_parts = []
     for index, part in enumerate(message.get("content") or []):
         if part.get("type") != "text":
             continue
-        annotations = annotate(part["text"]["value"], sources)
-        if extra is not None:
-            more = extra(part["text"]["value"])
-            if more:
-                annotations = sorted(annotations + more, key=lambda a: a["start_index"])
+        annotations = annotate(part["text"]["value"])
         part["text"]["annotations"] = annotations
         if annotations:
             delta_parts.append({"index": index, "type": "text", "text": {

@@ -38,13 +38,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assistd.events import channels
+from assistd.services import files as file_service
+from assistd.store import messages as stored_messages
 from assistd.tools.server_functions import free_name, one_string_function
 
 if TYPE_CHECKING:
     from assistd.blobstore import BlobStore
     from assistd.events.base import EventBus, Subscription
-    from assistd.tools.code_interpreter import CodeInterpreter
+    from assistd.tools.code_interpreter import CodeInterpreter, InputFile
 
 log = logging.getLogger("assistd.runner")
 
@@ -243,6 +247,7 @@ class CodeTool:
     @property
     def engine(self) -> CodeInterpreter:
         if self._engine is None:
+            # The engine's package (sandbox, sessions) loads on first use, not in every process importing this.
             from assistd.tools.code_interpreter import CodeInterpreter, CodeInterpreterSettings
 
             self._engine = CodeInterpreter(self.data_dir, CodeInterpreterSettings())
@@ -250,17 +255,13 @@ class CodeTool:
 
     async def start(self, bus: EventBus) -> None:
         """Follow thread deletions (from any process) to end their sessions."""
-        from assistd.services.steps import CACHE_CHANNEL
-
-        self._watch = asyncio.create_task(self._follow(await bus.subscribe(CACHE_CHANNEL)))
+        self._watch = asyncio.create_task(self._follow(await bus.subscribe(channels.CACHE)))
 
     async def _follow(self, sub: Subscription) -> None:
-        from assistd.services.steps import THREAD_DELETED
-
         try:
             while True:
                 event = await sub.get()
-                if event is not None and event.name == THREAD_DELETED:
+                if event is not None and event.name == channels.THREAD_DELETED:
                     try:
                         await self.forget_thread(event.data["thread_id"])
                     except Exception:
@@ -291,34 +292,23 @@ def resource_file_ids(run: dict[str, Any]) -> list[str]:
     return list(((run.get("tool_resources") or {}).get("code_interpreter") or {}).get("file_ids") or [])
 
 
-async def input_files(conn: Any, blobs: BlobStore, project_id: str, run: dict[str, Any],
-                      provided: set[str]) -> list[tuple[str, Any]]:
+async def input_files(conn: AsyncConnection, blobs: BlobStore, project_id: str, run: dict[str, Any],
+                      provided: set[str]) -> list[tuple[str, InputFile]]:
     """The run's input files not yet put in its thread's /mnt/data: (file id, InputFile), first name wins.
     Files deleted since they were attached are left out."""
-    from sqlalchemy import select
-
-    from assistd.services import files as file_service
-    from assistd.store.tables import files, messages
-    from assistd.tools.code_interpreter import InputFile
+    from assistd.tools.code_interpreter import InputFile  # the engine's package: loaded once code runs
 
     wanted = resource_file_ids(run)
-    rows = await conn.execute(select(messages.c.data).where(
-        messages.c.thread_id == run["thread_id"], messages.c.project_id == project_id,
-        messages.c.data.contains('"code_interpreter"')).order_by(messages.c.created_at, messages.c.seq))
-    for (raw,) in rows:
-        for attachment in orjson.loads(raw).get("attachments") or []:
+    for message in await stored_messages.thread_messages_mentioning(conn, project_id, run["thread_id"],
+                                                                    '"code_interpreter"'):
+        for attachment in message.get("attachments") or []:
             if any(t.get("type") == "code_interpreter" for t in attachment.get("tools") or []):
                 wanted.append(attachment["file_id"])
     wanted = [f for f in dict.fromkeys(wanted) if f not in provided]
     if not wanted:
         return []
-    found = {}
-    for (raw,) in await conn.execute(select(files.c.data).where(files.c.project_id == project_id,
-                                                                  files.c.id.in_(wanted))):
-        file = orjson.loads(raw)
-        if not file_service.is_expired(file):
-            found[file["id"]] = file
-    out: list[tuple[str, Any]] = []
+    found = await file_service.find_files(conn, project_id, wanted)
+    out: list[tuple[str, InputFile]] = []
     names: set[str] = set()
     for file_id in wanted:
         file = found.get(file_id)
