@@ -44,7 +44,7 @@ async def get_raw(conn: AsyncConnection, project_id: str, assistant_id: str) -> 
     return raw
 
 
-async def get(conn: AsyncConnection, project_id: str, assistant_id: str, *, param: str | None = None) -> dict:
+async def get(conn: AsyncConnection, project_id: str, assistant_id: str, *, param: str | None = None) -> dict[str, Any]:
     obj = await objects.get_object(conn, assistants, assistant_id, project_id=project_id)
     if obj is None:
         raise NotFound("assistant", assistant_id, param=param)

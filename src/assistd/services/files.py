@@ -77,7 +77,8 @@ def display_filename(raw: str | None) -> str:
 
 
 def blob_key(file: dict[str, Any]) -> str:
-    return file["id"]
+    key: str = file["id"]
+    return key
 
 
 def is_expired(file: dict[str, Any], now: int | None = None) -> bool:

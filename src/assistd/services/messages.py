@@ -137,13 +137,15 @@ async def attach_for_file_search(
     store_ids = list((resources.get("file_search") or {}).get("vector_store_ids") or [])
     if store_ids and await _usable_store(conn, project_id, store_ids[0]):
         await vector_stores.attach_files(conn, project_id, store_ids[0], file_ids, param=param)
-        return store_ids[0]
+        current: str = store_ids[0]
+        return current
     # None yet, or the thread's store was deleted or expired since: a new one takes its place.
     store = await vector_stores.create_store(conn, project_id, file_ids=file_ids,
                                              expires_after=dict(THREAD_STORE_EXPIRY))
     thread["tool_resources"] = {**resources, "file_search": {"vector_store_ids": [store["id"]]}}
     await objects.save_object(conn, threads, thread)
-    return store["id"]
+    new_id: str = store["id"]
+    return new_id
 
 
 async def _usable_store(conn: AsyncConnection, project_id: str, store_id: str) -> bool:
@@ -153,7 +155,7 @@ async def _usable_store(conn: AsyncConnection, project_id: str, store_id: str) -
         [store] = await vector_stores.require_stores(conn, project_id, [store_id])
     except NotFound:
         return False
-    return store["status"] != "expired"
+    return bool(store["status"] != "expired")
 
 
 async def require_thread(conn: AsyncConnection, project_id: str, thread_id: str) -> None:

@@ -62,7 +62,8 @@ async def create_helper_store(conn: AsyncConnection, project_id: str, helper: An
     store = await vector_stores.create_store(
         conn, project_id, file_ids=list(helper.file_ids), chunking_strategy=chunking,
         metadata=helper.metadata, expires_after=dict(THREAD_STORE_EXPIRY) if for_thread else None)
-    return store["id"]
+    store_id: str = store["id"]
+    return store_id
 
 
 async def merge_tool_resources(

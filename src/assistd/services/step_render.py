@@ -66,7 +66,7 @@ def shown(step: dict[str, Any], include: list[str] | tuple[str, ...] | None = No
     """A copy of a step object as shown (for events); the stored dict is left alone."""
     if not any(c.get("type") in _PRIVATE_TYPES for c in (step.get("step_details") or {}).get("tool_calls") or []):
         return step
-    copy = orjson.loads(orjson.dumps(step))
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(step))
     strip_step(copy, include)
     return copy
 

@@ -100,15 +100,15 @@ async def find_raw(
     """The step's JSON if it exists in this project, thread and run (from the cache when terminal), or None.
     The hot path of ``GET …/steps/{step_id}``; a miss is worded by ``get_raw``."""
     if cache is not None:
-        body = cache.get(project_id, thread_id, run_id, step_id)
-        if body is not None:
-            return body
+        cached = cache.get(project_id, thread_id, run_id, step_id)
+        if cached is not None:
+            return cached
         epoch = cache.epoch
     row = await objects.read_row(db, run_steps, step_id, ("data", "status"), project_id=project_id,
                                  thread_id=thread_id, run_id=run_id)
     if row is None:
         return None
-    body = row[0].encode()
+    body: bytes = row[0].encode()
     if cache is not None and row[1] in STEP_TERMINAL:
         cache.put(epoch, project_id, thread_id, run_id, step_id, body)
     return body

@@ -59,7 +59,8 @@ async def create_file(conn: AsyncConnection, project_id: str, store_id: str, req
 
 async def get_file(conn: AsyncConnection, project_id: str, store_id: str, file_id: str) -> str:
     await stores.get_store(conn, project_id, store_id)
-    return (await _require_row(conn, project_id, store_id, file_id)).data
+    data: str = (await _require_row(conn, project_id, store_id, file_id)).data
+    return data
 
 
 async def list_files(conn: AsyncConnection, project_id: str, store_id: str, page: PageParams,
@@ -77,7 +78,7 @@ async def update_attributes(conn: AsyncConnection, project_id: str, store_id: st
                             attributes: dict[str, Any] | None) -> dict[str, Any]:
     if await stores.lock_store(conn, project_id, store_id) is None:
         raise NotFound("vector store", store_id)
-    obj = orjson.loads((await _require_row(conn, project_id, store_id, file_id)).data)
+    obj: dict[str, Any] = orjson.loads((await _require_row(conn, project_id, store_id, file_id)).data)
     obj["attributes"] = dict(attributes or {})
     await save_file(conn, obj)
     # Filters read the index's copy; a file still being ingested gets the row's when it is indexed.
