@@ -212,11 +212,17 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
 
 
-def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend) -> None:
+@pytest.mark.parametrize("exact_rows", [100_000, 0], ids=["every-window", "two-stage"])
+def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend, monkeypatch: pytest.MonkeyPatch,
+                                                                exact_rows: int) -> None:
     """vectors.py: after a write, a search reads only the chunks of files added or re-indexed since its
-    matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would."""
+    matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would
+    (two-stage: the chunk means are extended, not rebuilt)."""
     if backend.run(_pgvector_of(backend)):
         pytest.skip("pgvector searches in the database: no matrix")
+    from assistd.retrieval.index import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)
     vs = store_id()
     bulk = {f"bulk_{i}": [f"Ledger {i} line {j} about harbours, tides and cargo." for j in range(20)]
             for i in range(6)}
@@ -237,6 +243,9 @@ def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend
     backend.write(lambda c: backend.index.add(c, vs, "volcano", "v.txt", chunks(*lava), {}))
     assert ranked(backend.index) == ranked(HybridIndex())
     assert backend.index.cache.rows_read - before == 2  # the new file's chunks, not the store's 122
+    if exact_rows == 0:
+        cached = next(m for (_, store), m in backend.index.cache._stores.items() if store == vs)
+        assert cached.chunks is not None and len(cached.chunks[0]) == 122  # extended by the new file's two
     backend.write(lambda c: backend.index.delete_file(c, vs, "bulk_2"))
     backend.write(lambda c: backend.index.add(c, vs, "bulk_4", "b4.txt", chunks("Ledger four, rewritten."), {}))
     got = ranked(backend.index)

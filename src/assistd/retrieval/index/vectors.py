@@ -24,6 +24,7 @@ than MiniLM's 256 word pieces; ``retrieval_chunks.window_embeddings``). The matr
 of a long chunk is found even when the chunk's average vector is about something else. A large store
 (``EXACT_ROWS``) first picks candidates by the chunks' mean vectors and scores only their windows. A chunk without
 windows (short, an upstream embedder's, indexed before migration 0008) is one row, its ``embedding``.
+
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ class StoreMatrix:
     generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
     dead: np.ndarray | None = None  # bool per row: a file since dropped (top_k skips them); None: none
     chunks: tuple[np.ndarray, np.ndarray] | None = None  # (first row of each chunk, mean of its windows):
-    # built by the first large search of this version (``_chunk_means``)
+    # built by the first large search (``_chunk_means``), then extended in place like the rows
 
     @property
     def nbytes(self) -> int:
-        return sum((a if a.base is None else a.base).nbytes for a in (self.matrix, self.ids, self.file_codes))
+        arrays = [self.matrix, self.ids, self.file_codes, *(self.chunks or ())]
+        return sum((a if a.base is None else a.base).nbytes for a in arrays)
 
     @property
     def capacity(self) -> int:
@@ -174,10 +176,18 @@ class VectorCache:
             total -= dropped.nbytes
 
 
+def _room(rows: int) -> int:
+    """The capacity of buffers for ``rows`` rows: about an eighth more."""
+    return rows + rows // 8 + 64
+
+
 def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Buffers for ``rows`` rows and room for about an eighth more."""
-    capacity = rows + rows // 8 + 64
+    """Buffers for ``rows`` rows and room to grow."""
+    capacity = _room(rows)
     return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), np.float32)
+
+
+_LOAD_CHUNKS = 4096  # chunks copied into a store's matrix at a time while loading it
 
 
 def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
@@ -197,7 +207,11 @@ def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreM
     ids, codes, matrix = _buffers(n, dims // 4)
     chunk_codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
     codes[:n] = np.repeat(chunk_codes, counts)
-    matrix[:n] = np.frombuffer(b"".join(blobs), "<f4").reshape(n, dims // 4)
+    done = 0
+    for i in range(0, len(blobs), _LOAD_CHUNKS):  # a part at a time: no second copy of the whole store
+        part = np.frombuffer(b"".join(blobs[i:i + _LOAD_CHUNKS]), "<f4").reshape(-1, dims // 4)
+        matrix[done:done + len(part)] = part
+        done += len(part)
     ids[:n] = np.repeat(np.fromiter((r[0] for r in rows), np.int64, len(rows)), counts)
     return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations))
 
@@ -215,6 +229,7 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
     matrix[:n] = store.matrix[live]
     return StoreMatrix(store.version, ids[:n], codes[:n], [store.files[i] for i in used], matrix[:n],
                        store.generations)
+
 
 
 # Up to this many rows (windows) a search scores every window; above, chunks are first ranked by the mean
@@ -258,8 +273,25 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
 def _chunk_means(store: StoreMatrix) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each chunk, its windows' mean vector, normalised), kept on the store."""
     if store.chunks is None:
-        store.chunks = _means(store.ids, store.file_codes, store.matrix, 0)
+        store.chunks = _appended(None, *_means(store.ids, store.file_codes, store.matrix, 0))
     return store.chunks
+
+
+def _appended(chunks: tuple[np.ndarray, np.ndarray] | None, starts: np.ndarray,
+              means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``chunks`` (views of buffers with room, or None) with these chunks after them: written in place past
+    the views when the buffers have room (a view handed out never sees them), else into new buffers."""
+    m = 0 if chunks is None else len(chunks[0])
+    k = len(starts)
+    start_buffer = None if chunks is None else chunks[0].base
+    mean_buffer = None if chunks is None else chunks[1].base
+    if start_buffer is None or mean_buffer is None or m + k > len(start_buffer):
+        start_buffer, mean_buffer = np.empty(_room(m + k), np.int64), np.empty((_room(m + k), means.shape[1]),
+                                                                                np.float32)
+        if chunks is not None:
+            start_buffer[:m], mean_buffer[:m] = chunks
+    start_buffer[m:m + k], mean_buffer[m:m + k] = starts, means
+    return start_buffer[:m + k], mean_buffer[:m + k]
 
 
 def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,8 +316,7 @@ def _extended_means(cached: StoreMatrix, store: StoreMatrix, n: int) -> tuple[np
     """The means of ``cached``'s rows (if built), and of the rows ``store`` appended after its first ``n``."""
     if cached.chunks is None:
         return None
-    starts, means = _means(store.ids, store.file_codes, store.matrix, n)
-    return np.concatenate([cached.chunks[0], starts]), np.concatenate([cached.chunks[1], means])
+    return _appended(cached.chunks, *_means(store.ids, store.file_codes, store.matrix, n))
 
 
 def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[int, float]]:
