@@ -217,7 +217,7 @@ def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend
                                                                 exact_rows: int) -> None:
     """vectors.py: after a write, a search reads only the chunks of files added or re-indexed since its
     matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would
-    (two-stage: the chunk means are extended, not rebuilt)."""
+    (two-stage: the chunk means are extended, not rebuilt; rows are held as float16)."""
     if backend.run(_pgvector_of(backend)):
         pytest.skip("pgvector searches in the database: no matrix")
     from assistd.retrieval.index import vectors

@@ -25,6 +25,11 @@ of a long chunk is found even when the chunk's average vector is about something
 (``EXACT_ROWS``) first picks candidates by the chunks' mean vectors and scores only their windows. A chunk without
 windows (short, an upstream embedder's, indexed before migration 0008) is one row, its ``embedding``.
 
+Memory: a large store's window rows are held as float16 (half the bytes; each block is widened to float32
+for the matmul, so BLAS still does the work) and its chunk means as float32 (the first stage reads them
+all, so they stay in BLAS's own type): 100k chunks × 4 windows × 384 dims is ~460 MB, not ~770 MB.
+Rounding a unit vector's components to float16 moves a cosine by ~1e-4, far below the gaps between
+neighbours that ranking depends on (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
@@ -131,7 +136,7 @@ class VectorCache:
             return _build(version, await self._rows(conn, vector_store_id, None), generations)
         new_rows = await self._rows(conn, vector_store_id, changed) if changed else []
         row_bytes = cached.matrix.shape[1] * 4 if cached.matrix.size else None
-        if new_rows and any(len(r[2]) != row_bytes for r in new_rows):  # another embedder's, or a first
+        if new_rows and any(r[2] != row_bytes for r in new_rows):  # another embedder's, or a first
             return _build(version, await self._rows(conn, vector_store_id, None), generations)
         # Rows of files gone or re-indexed are marked dead; the re-read files' rows are appended.
         dropped = [i for i, file_id in enumerate(cached.files)
@@ -159,10 +164,11 @@ class VectorCache:
         return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
     async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
-        """The chunks (id, file id, embedding, window embeddings) of the store — or of these of its files —
-        in id order."""
+        """The chunks (id, file id, bytes of its embedding, its window embeddings or else its embedding) of
+        the store — or of these of its files — in id order."""
         c = retrieval_chunks.c
-        stmt = select(c.id, c.file_id, c.embedding, c.window_embeddings).where(c.vector_store_id == vector_store_id)
+        stmt = select(c.id, c.file_id, func.length(c.embedding), func.coalesce(c.window_embeddings, c.embedding)
+                      ).where(c.vector_store_id == vector_store_id)
         if file_ids is not None:
             stmt = stmt.where(c.file_id.in_(file_ids))
         rows = (await conn.execute(stmt.order_by(c.id))).all()
@@ -182,25 +188,26 @@ def _room(rows: int) -> int:
 
 
 def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Buffers for ``rows`` rows and room to grow."""
+    """Buffers for ``rows`` rows and room to grow; the vectors as float16 for a store searched in two stages
+    (module docstring)."""
     capacity = _room(rows)
-    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), np.float32)
+    dtype = np.float16 if rows > EXACT_ROWS else np.float32
+    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), dtype)
 
 
 _LOAD_CHUNKS = 4096  # chunks copied into a store's matrix at a time while loading it
 
 
 def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
-    """A matrix of ``rows`` (id, file id, embedding, window embeddings), a row per window. All rows of a
-    store come from one embedder; rows of another length (a store indexed before the embedder changed) are
-    left out of vector search rather than mixed in."""
+    """A matrix of ``rows`` (``VectorCache._rows``), a row per window. All rows of a store come from one
+    embedder; rows of another length (a store indexed before the embedder changed) are left out of vector
+    search rather than mixed in."""
     if not rows:
         return StoreMatrix(version, np.zeros(0, np.int64), np.zeros(0, np.int32), [], np.zeros((0, 0), np.float32),
                            dict(generations))
-    dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
-    rows = [r for r in rows if len(r[2]) == dims]
-    # A chunk's windows when it has whole ones of this length, else its one embedding.
-    blobs = [bytes(r[3]) if r[3] and len(r[3]) % dims == 0 else bytes(r[2]) for r in rows]
+    dims = max(set(r[2] for r in rows), key=lambda n: sum(1 for r in rows if r[2] == n))
+    rows = [r for r in rows if r[2] == dims and len(r[3]) % dims == 0]
+    blobs = [bytes(r[3]) for r in rows]  # a chunk's windows, or its one embedding
     counts = np.fromiter((len(b) // dims for b in blobs), np.int64, len(rows))
     n = int(counts.sum())
     files: dict[str, int] = {}
@@ -231,6 +238,8 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
                        store.generations)
 
 
+# Rows widened from float16 to float32 at a time (1.5 MB at 384 dims: stays in cache for the matmul).
+_BLOCK_ROWS = 1024
 
 # Up to this many rows (windows) a search scores every window; above, chunks are first ranked by the mean
 # of their windows and only the best candidates' windows are scored: the matmul over every window is bound
@@ -244,7 +253,7 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
     rows = store.matrix.shape[0]
-    scores = store.matrix @ query if rows <= EXACT_ROWS else np.zeros(rows, np.float32)
+    scores = _scores(store.matrix, query) if rows <= EXACT_ROWS else np.zeros(rows, np.float32)
     if store.dead is not None:
         scores[store.dead] = -np.inf
     if allowed_files is not None:
@@ -268,6 +277,19 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
         if len(best) == k or m == rows or scores[top[-1]] == -np.inf:
             return list(best.items())
         m = rows
+
+
+def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` in float32: float16 rows are widened a block at a time (numpy has no float16 BLAS)."""
+    if matrix.dtype == np.float32:
+        return matrix @ query
+    out = np.empty(matrix.shape[0], np.float32)
+    block = np.empty((_BLOCK_ROWS, matrix.shape[1]), np.float32)
+    for i in range(0, matrix.shape[0], _BLOCK_ROWS):
+        part = block[:min(_BLOCK_ROWS, matrix.shape[0] - i)]
+        part[...] = matrix[i:i + len(part)]
+        np.matmul(part, query, out=out[i:i + len(part)])
+    return out
 
 
 def _chunk_means(store: StoreMatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -307,7 +329,7 @@ def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -
     for n in np.unique(lengths):
         sel = np.flatnonzero(lengths == n)
         for j in range(int(n)):
-            means[sel] += matrix[starts[sel] + j]
+            means[sel] += matrix[starts[sel] + j]  # float16 rows widen as they are added
     means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     return starts + first, means
 
@@ -323,7 +345,7 @@ def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.nda
     """``top_k`` of a large store: the ``CANDIDATES_PER_RESULT × k`` chunks nearest by their mean vector,
     ranked by their best window. ``mask``: 0 for rows searchable, -inf for rows excluded."""
     starts, means = _chunk_means(store)
-    chunk_scores = means @ query + mask[starts]
+    chunk_scores = _scores(means, query) + mask[starts]
     c = min(len(starts), CANDIDATES_PER_RESULT * k)
     cand = np.argpartition(-chunk_scores, c - 1)[:c] if c < len(starts) else np.arange(len(starts))
     cand = cand[chunk_scores[cand] != -np.inf]
@@ -333,6 +355,6 @@ def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.nda
     lengths = ends[cand] - starts[cand]
     offsets = np.cumsum(lengths) - lengths
     rows = np.repeat(starts[cand] - offsets, lengths) + np.arange(int(lengths.sum()))
-    best = np.maximum.reduceat(store.matrix[rows] @ query, offsets)
+    best = np.maximum.reduceat(_scores(store.matrix[rows], query), offsets)
     order = np.argsort(-best, kind="stable")[:k]
     return [(int(store.ids[starts[cand[i]]]), float(best[i])) for i in order]
