@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 
 from assistd.devupstream.server import embed as hashed_embed
 from assistd.retrieval import FilterError, HybridIndex, IndexedChunk
@@ -182,6 +183,20 @@ def test_stores_are_separate_and_searchable_together(backend: Backend) -> None:
     assert {h.vector_store_id for h in both} == {one, two}
 
 
+def term_counts_are_exact(backend: Backend, vs: str) -> bool:
+    """PostgreSQL: the store's word counts kept by the writes equal a count over its chunks' lexemes."""
+    if backend.db.is_sqlite:
+        return True
+    kept_sql = "SELECT term, chunks FROM retrieval_terms WHERE vector_store_id = :vs"
+    exact_sql = ("SELECT term, count(*) FROM retrieval_chunks, unnest(tsvector_to_array(tsv)) AS term "
+                 "WHERE vector_store_id = :vs GROUP BY term")
+
+    async def read(conn: Any, sql: str) -> dict[str, int]:
+        return dict((await conn.execute(sql_text(sql), {"vs": vs})).all())
+    kept = backend.write(lambda conn: read(conn, kept_sql))
+    return kept == backend.write(lambda conn: read(conn, exact_sql))
+
+
 def usage_is_exact(backend: Backend, vs: str) -> bool:
     """The store's usage kept by the writes equals the sum over its chunks (what it used to be computed as)."""
     c = retrieval_chunks.c
@@ -203,13 +218,15 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     hits = [h for h in backend.search([vs], "volcano eruption lava basalt", max_num_results=50)
             if h.file_id == "file_new"]
     assert [h.text for h in hits] == ["Lava cooled into basalt."]
-    assert usage_is_exact(backend, vs)
+    assert usage_is_exact(backend, vs) and term_counts_are_exact(backend, vs)
     assert backend.write(lambda c: backend.index.delete_file(c, vs, "file_new")) == 1
     assert all(h.file_id != "file_new" for h in backend.search([vs], "volcano lava basalt", max_num_results=50))
     assert usage_is_exact(backend, vs) and backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
+    assert term_counts_are_exact(backend, vs)
     backend.write(lambda c: backend.index.delete_store(c, vs))
     assert backend.search([vs], "bakery revenue zebrafish") == []
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
+    assert term_counts_are_exact(backend, vs)
 
 
 @pytest.mark.parametrize("exact_rows", [100_000, 0], ids=["every-window", "two-stage"])
@@ -389,7 +406,8 @@ def test_needle_in_fifty_pages(backend: Backend, needle_corpus: tuple[list[Index
 def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """keyword.py: a word held by more than COMMON chunks of the stores is common. With a rarer word in the
     query only chunks holding a rarer one are candidates, ranked by all the words; with common words only,
-    the chunks holding all of them. A store of at most COMMON chunks ranks as the plain OR."""
+    the chunks holding two of them (PostgreSQL: the rarest and another first). A store of at most COMMON
+    chunks ranks as the plain OR."""
     from assistd.retrieval.index import keyword
 
     vs = store_id()
@@ -408,6 +426,8 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
         assert found("harbour memo")[0] == "harbour memo"
     assert set(found("alpha memo")) <= {t for t in texts if "alpha" in t and "memo" in t}
     assert set(found("alpha memo quetzal")) == set(found("alpha memo"))  # a word in no chunk changes nothing
+    if not backend.db.is_sqlite:  # exact counts: the rarest word's chunks, not those of the two commonest
+        assert all("memo" in t for t in found("alpha number memo"))
     monkeypatch.setattr(keyword, "SAMPLE", 10)  # ranking a bounded sample: still matches of every word
     ranked = found("alpha beta")  # 10 chunks holding both first, then (short of a half list) 10 holding either
     assert len(ranked) <= 20 and all("alpha beta" in t for t in ranked[:10])

@@ -8,8 +8,9 @@ backend is the connection's dialect:
 - PostgreSQL: tsvector keyword ranking + pgvector (``embedding_v <=> q``) when migration 0004 found the
   extension and added the column, else the same numpy path as SQLite (what runs on this project's CI).
 
-Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row, which
-serialises writers of one store on PostgreSQL until they commit.
+Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row first, which
+serialises writers of one store on PostgreSQL until they commit (and so their updates of the store's word
+counts, ``term_counts``, never deadlock).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import UserDefinedType
 
 from assistd.retrieval.filters import compile_filter, validate_filter
-from assistd.retrieval.index import keyword
+from assistd.retrieval.index import keyword, term_counts
 from assistd.retrieval.index.types import IndexedChunk, SearchHit, check_search_args, fuse
 from assistd.retrieval.index.vectors import VectorCache, to_blob, top_k, windows_blob
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
@@ -66,6 +67,7 @@ class HybridIndex:
         usage = sum(len(ch.text) + len(blob) + len(w or b"")
                     for ch, blob, w in zip(chunks, blobs, windows, strict=True))
         previous = await self._file_usage(conn, vector_store_id, file_id)
+        await self._bump(conn, vector_store_id, usage - (previous or 0))  # first: the store's writers queue here
         await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
                                                    "file_name": file_name, "attributes": attributes or {},
@@ -84,21 +86,24 @@ class HybridIndex:
                 bindparam("embedding", type_=LargeBinary), bindparam("window_embeddings", type_=LargeBinary)), rows)
         elif rows:
             await conn.execute(insert(retrieval_chunks), rows)
-        await self._bump(conn, vector_store_id, usage - (previous or 0))
+        if rows and conn.dialect.name == "postgresql":
+            await term_counts.added(conn, vector_store_id, file_id)
         return len(rows)
 
     async def delete_file(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
         """Remove a file from a store's index; returns the number of chunks removed."""
         previous = await self._file_usage(conn, vector_store_id, file_id)
+        await self._bump(conn, vector_store_id, -(previous or 0))
         removed = await self._delete_chunks(conn, vector_store_id, file_id)
         await conn.execute(delete(retrieval_files).where(retrieval_files.c.vector_store_id == vector_store_id,
                                                          retrieval_files.c.file_id == file_id))
-        await self._bump(conn, vector_store_id, -(previous or 0))
         return removed
 
     async def delete_store(self, conn: AsyncConnection, vector_store_id: str) -> None:
         for t in (retrieval_chunks, retrieval_files, retrieval_stores):
             await conn.execute(delete(t).where(t.c.vector_store_id == vector_store_id))
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("DELETE FROM retrieval_terms WHERE vector_store_id = :s"), {"s": vector_store_id})
         self.cache.forget(_db_key(conn), vector_store_id)
 
     async def update_attributes(self, conn: AsyncConnection, vector_store_id: str, file_id: str,
@@ -122,6 +127,8 @@ class HybridIndex:
                                                              f.file_id == file_id))
 
     async def _delete_chunks(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
+        if conn.dialect.name == "postgresql":
+            await term_counts.removed(conn, vector_store_id, file_id)
         c = retrieval_chunks.c
         result = await conn.execute(delete(retrieval_chunks).where(c.vector_store_id == vector_store_id,
                                                                    c.file_id == file_id))
@@ -241,3 +248,4 @@ class _PgVector(UserDefinedType[str]):
 
 def _vector_literal(v: np.ndarray) -> str:
     return "[" + ",".join(repr(float(x)) for x in v) + "]"
+
