@@ -5,8 +5,9 @@ commits or rolls back with the rest of the caller's work (the vector store file'
 backend is the connection's dialect:
 
 - SQLite: FTS5 keyword ranking + the in-memory numpy vector path (``vectors.py``);
-- PostgreSQL: tsvector keyword ranking + pgvector (``embedding_v <=> q``) when migration 0004 found the
-  extension and added the column, else the same numpy path as SQLite (what runs on this project's CI).
+- PostgreSQL: tsvector keyword ranking + pgvector when migration 0004 found the extension and added the
+  column (a chunk ranked by its best window, ``windows_v <=> q``, migration 0011; else ``embedding_v <=> q``),
+  else the same numpy path as SQLite (what runs on this project's CI).
 
 Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row first, which
 serialises writers of one store on PostgreSQL until they commit (and so their updates of the store's word
@@ -79,10 +80,12 @@ class HybridIndex:
         if rows and await self._has_pgvector(conn):
             for row in rows:
                 row["ev"] = _vector_literal(np.frombuffer(row["embedding"], "<f4"))
+                row["wv"] = _windows_literal(row["window_embeddings"], len(row["embedding"]))
             await conn.execute(text(
                 "INSERT INTO retrieval_chunks (vector_store_id, file_id, chunk_index, text, tokens, embedding, "
-                "window_embeddings, embedding_v) VALUES (:vector_store_id, :file_id, :chunk_index, :text, "
-                ":tokens, :embedding, :window_embeddings, CAST(:ev AS vector))").bindparams(
+                "window_embeddings, embedding_v, windows_v) VALUES (:vector_store_id, :file_id, :chunk_index, "
+                ":text, :tokens, :embedding, :window_embeddings, CAST(:ev AS vector), "
+                "CAST(CAST(:wv AS text) AS vector[]))").bindparams(
                 bindparam("embedding", type_=LargeBinary), bindparam("window_embeddings", type_=LargeBinary)), rows)
         elif rows:
             await conn.execute(insert(retrieval_chunks), rows)
@@ -190,10 +193,14 @@ class HybridIndex:
     async def _vector_rank(self, conn: AsyncConnection, store_ids: list[str], query: np.ndarray,
                            file_filter: Any, depth: int) -> list[int]:
         if await self._has_pgvector(conn):
-            # Exact scan in C (cosine distance); rows of another dimension are skipped, as in vectors.py.
+            # Exact scan in C (cosine distance); rows of another dimension are skipped, as in vectors.py. A
+            # chunk with window vectors is as near as its best window (vectors.py); one without, its embedding.
             c, f = retrieval_chunks.c, retrieval_files.c
             column = literal_column("retrieval_chunks.embedding_v")
-            distance = column.op("<=>")(cast(bindparam("q", _vector_literal(query), String), _PgVector()))
+            q = cast(bindparam("q", _vector_literal(query), String), _PgVector())
+            window = func.unnest(literal_column("retrieval_chunks.windows_v")).column_valued("w")
+            best_window = select(func.min(window.op("<=>")(q))).scalar_subquery()
+            distance = func.coalesce(best_window, column.op("<=>")(q))
             stmt = select(c.id).where(c.vector_store_id.in_(store_ids), func.vector_dims(column) == len(query))
             if file_filter is not None:
                 stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id,
@@ -249,3 +256,10 @@ class _PgVector(UserDefinedType[str]):
 def _vector_literal(v: np.ndarray) -> str:
     return "[" + ",".join(repr(float(x)) for x in v) + "]"
 
+
+def _windows_literal(blob: bytes | None, row_bytes: int) -> str | None:
+    """The text form of a ``vector[]`` (``{"[x,…]","[…]"}``) of a chunk's window vectors, or None for none."""
+    if blob is None:
+        return None
+    rows = np.frombuffer(blob, "<f4").reshape(-1, row_bytes // 4)
+    return "{" + ",".join(f'"{_vector_literal(row)}"' for row in rows) + "}"
