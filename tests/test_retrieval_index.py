@@ -242,6 +242,7 @@ def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend
     from assistd.retrieval.index import vectors
 
     monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)
+    monkeypatch.setattr(vectors, "MIN_WINDOWS_PER_CHUNK", 0 if exact_rows == 0 else 2)  # chunks of one row here
     vs = store_id()
     bulk = {f"bulk_{i}": [f"Ledger {i} line {j} about harbours, tides and cargo." for j in range(20)]
             for i in range(6)}
@@ -448,6 +449,7 @@ def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pyt
     from assistd.retrieval.index import vectors
 
     monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)  # 0: large-store path (candidates by mean, then windows)
+    monkeypatch.setattr(vectors, "MIN_WINDOWS_PER_CHUNK", 0 if exact_rows == 0 else 2)
     topics = ["farmers planted tomatoes near the barn", "the baker sold rye bread at dawn",
               "our coach repaired the wooden fence", "quantum cipher lantern harbour"]
     windows = [vec(t) for t in topics]

@@ -61,6 +61,7 @@ class StoreMatrix:
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
     generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
     dead: np.ndarray | None = None  # bool per row: a file since dropped (top_k skips them); None: none
+    chunk_count: int = 0  # chunks the rows belong to (dead ones included)
     chunks: tuple[np.ndarray, np.ndarray] | None = None  # (first row of each chunk, mean of its windows):
     # built by the first large search (``_chunk_means``), then extended in place like the rows
 
@@ -152,7 +153,7 @@ class VectorCache:
         added = _build(version, new_rows, {})
         n, k = len(cached.ids), len(added.ids)
         if n + k > cached.capacity or cached.ids.base is None:
-            ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1])
+            ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1], cached.chunk_count + added.chunk_count)
             ids[:n], codes[:n], matrix[:n] = cached.ids, cached.file_codes, cached.matrix
         else:  # in place, past the rows the cached views show
             ids, codes, matrix = cached.ids.base, cached.file_codes.base, cached.matrix.base
@@ -163,7 +164,7 @@ class VectorCache:
             if dead is not None:
                 dead = np.concatenate([dead, np.zeros(k, bool)])
         store = StoreMatrix(version, ids[:n + k], codes[:n + k], cached.files + added.files, matrix[:n + k],
-                            generations, dead)
+                            generations, dead, cached.chunk_count + added.chunk_count)
         store.chunks = _extended_means(cached, store, n)
         return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
@@ -206,11 +207,11 @@ def _room(rows: int) -> int:
     return rows + rows // 8 + 64
 
 
-def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Buffers for ``rows`` rows and room to grow; the vectors as float16 for a store searched in two stages
-    (module docstring)."""
+def _buffers(rows: int, dims: int, chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buffers for ``rows`` rows (of ``chunks`` chunks) and room to grow; the vectors as float16 for a store
+    searched in two stages (module docstring)."""
     capacity = _room(rows)
-    dtype = np.float16 if rows > EXACT_ROWS else np.float32
+    dtype = np.float16 if _two_stages(rows, chunks) else np.float32
     return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), dtype)
 
 
@@ -230,7 +231,7 @@ def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreM
     counts = np.fromiter((len(b) // dims for b in blobs), np.int64, len(rows))
     n = int(counts.sum())
     files: dict[str, int] = {}
-    ids, codes, matrix = _buffers(n, dims // 4)
+    ids, codes, matrix = _buffers(n, dims // 4, len(rows))
     chunk_codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
     codes[:n] = np.repeat(chunk_codes, counts)
     done = 0
@@ -239,7 +240,7 @@ def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreM
         matrix[done:done + len(part)] = part
         done += len(part)
     ids[:n] = np.repeat(np.fromiter((r[0] for r in rows), np.int64, len(rows)), counts)
-    return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations))
+    return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations), None, len(rows))
 
 
 def _compacted(store: StoreMatrix) -> StoreMatrix:
@@ -249,12 +250,13 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
     recode = np.full(len(store.files), -1, np.int32)
     recode[used] = np.arange(len(used), dtype=np.int32)
     n = len(live)
-    ids, codes, matrix = _buffers(n, store.matrix.shape[1])
+    chunks = len(_chunk_starts(store.ids[live], store.file_codes[live]))
+    ids, codes, matrix = _buffers(n, store.matrix.shape[1], chunks)
     ids[:n] = store.ids[live]
     codes[:n] = recode[store.file_codes[live]]
     matrix[:n] = store.matrix[live]
     return StoreMatrix(store.version, ids[:n], codes[:n], [store.files[i] for i in used], matrix[:n],
-                       store.generations)
+                       store.generations, None, chunks)
 
 
 # Rows widened from float16 to float32 at a time (1.5 MB at 384 dims: stays in cache for the matmul).
@@ -264,6 +266,7 @@ _BLOCK_ROWS = 1024
 # of their windows and only the best candidates' windows are scored: the matmul over every window is bound
 # by memory bandwidth (100k chunks × 4 windows of 384 floats is 615 MB: ~100 ms a query here, docs/benchmarks.md).
 EXACT_ROWS = 100_000
+MIN_WINDOWS_PER_CHUNK = 2
 CANDIDATES_PER_RESULT = 20
 
 
@@ -272,14 +275,15 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
     rows = store.matrix.shape[0]
-    scores = _scores(store.matrix, query) if rows <= EXACT_ROWS else np.zeros(rows, np.float32)
+    two_stages = _two_stages(rows, store.chunk_count)
+    scores = np.zeros(rows, np.float32) if two_stages else _scores(store.matrix, query)
     if store.dead is not None:
         scores[store.dead] = -np.inf
     if allowed_files is not None:
         allowed = np.array([i for i, f in enumerate(store.files) if f in allowed_files], np.int32)
         scores = np.where(np.isin(store.file_codes, allowed), scores, -np.inf)
     rows = scores.shape[0]
-    if rows > EXACT_ROWS:
+    if two_stages:
         return _top_k_two_stage(store, query, k, scores)
     # A chunk has a few windows: the best 4k rows almost always hold k chunks; when not, sort them all.
     m = min(4 * k, rows)
@@ -296,6 +300,13 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
         if len(best) == k or m == rows or scores[top[-1]] == -np.inf:
             return list(best.items())
         m = rows
+
+
+def _two_stages(rows: int, chunks: int) -> bool:
+    """Whether a store is searched in two stages: more than ``EXACT_ROWS`` rows, and at least
+    ``MIN_WINDOWS_PER_CHUNK`` a chunk on average (with fewer, the chunk means would be nearly as many rows as
+    the windows: no faster, and an O(store) build of them when a store grows past ``EXACT_ROWS``)."""
+    return rows > EXACT_ROWS and rows >= MIN_WINDOWS_PER_CHUNK * chunks
 
 
 def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -342,7 +353,7 @@ def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -
     ids, codes, matrix = ids[first:], codes[first:], matrix[first:]
     if len(ids) == 0:
         return np.zeros(0, np.int64), np.zeros((0, matrix.shape[1]), np.float32)
-    starts = np.flatnonzero(np.concatenate([[True], (ids[1:] != ids[:-1]) | (codes[1:] != codes[:-1])]))
+    starts = _chunk_starts(ids, codes)
     lengths = np.diff(np.append(starts, len(ids)))
     means = np.zeros((len(starts), matrix.shape[1]), np.float32)
     for n in np.unique(lengths):
@@ -351,6 +362,13 @@ def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -
             means[sel] += matrix[starts[sel] + j]  # float16 rows widen as they are added
     means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     return starts + first, means
+
+
+def _chunk_starts(ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The first row of each chunk (``_means``)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], (ids[1:] != ids[:-1]) | (codes[1:] != codes[:-1])]))
 
 
 def _extended_means(cached: StoreMatrix, store: StoreMatrix, n: int) -> tuple[np.ndarray, np.ndarray] | None:
