@@ -69,7 +69,8 @@ class HybridIndex:
                     for ch, blob, w in zip(chunks, blobs, windows, strict=True))
         previous = await self._file_usage(conn, vector_store_id, file_id)
         await self._bump(conn, vector_store_id, usage - (previous or 0))  # first: the store's writers queue here
-        await self._delete_chunks(conn, vector_store_id, file_id)
+        if previous is not None:  # indexed before
+            await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
                                                    "file_name": file_name, "attributes": attributes or {},
                                                    "generation": secrets.randbits(62) + 1, "usage_bytes": usage},
@@ -97,7 +98,7 @@ class HybridIndex:
         """Remove a file from a store's index; returns the number of chunks removed."""
         previous = await self._file_usage(conn, vector_store_id, file_id)
         await self._bump(conn, vector_store_id, -(previous or 0))
-        removed = await self._delete_chunks(conn, vector_store_id, file_id)
+        removed = await self._delete_chunks(conn, vector_store_id, file_id) if previous is not None else 0
         await conn.execute(delete(retrieval_files).where(retrieval_files.c.vector_store_id == vector_store_id,
                                                          retrieval_files.c.file_id == file_id))
         return removed
