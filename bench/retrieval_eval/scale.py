@@ -53,6 +53,7 @@ async def evaluate(args: argparse.Namespace) -> None:
                                                                zip(pieces, embedder.embed(texts), windows,
                                                                    strict=True)], {})
     pool = np.concatenate(real_windows)
+    vocabulary = np.array(words)
     rng = np.random.default_rng(11)
     t = time.perf_counter()
     per_file = 1000
@@ -62,7 +63,8 @@ async def evaluate(args: argparse.Namespace) -> None:
         noise = rng.standard_normal(source.shape).astype(np.float32) * (0.75 / np.sqrt(pool.shape[1]))
         windows = source + noise
         windows /= np.linalg.norm(windows, axis=2, keepdims=True)
-        batch = [IndexedChunk(" ".join(rng.choice(words, 150)), w.mean(0), 200, w) for w in windows]
+        texts = vocabulary[rng.integers(0, len(vocabulary), size=(k, 150))]
+        batch = [IndexedChunk(" ".join(t), w.mean(0), 200, w) for t, w in zip(texts, windows, strict=True)]
         async with db.write() as conn:
             await writer.add(conn, "vs_eval", f"distractor_{f // per_file}", "d.txt", batch, {})
     print(f"{sum(len(w) for w in real_windows)} real windows in {len(real_windows)} chunks + "
