@@ -401,19 +401,59 @@ def _keyword_module(module: Any) -> Iterator[None]:
         hybrid.keyword = saved
 
 
-def _module_from(path: str) -> Any:
-    spec = importlib.util.spec_from_file_location("keyword_compared", path)
+def _module_from(path: str, name: str = "keyword_compared") -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None, windows: int = 1) -> None:
+@contextlib.contextmanager
+def _vectors_module(module: Any) -> Iterator[None]:
+    """The hybrid index scoring vectors with ``module``'s ``top_k`` (another version of vectors.py) meanwhile;
+    its index must hold that module's ``VectorCache`` (``_index_with``)."""
+    from assistd.retrieval.index import hybrid
+
+    if module is None:
+        yield
+        return
+    saved = hybrid.top_k
+    hybrid.top_k = module.top_k
+    try:
+        yield
+    finally:
+        hybrid.top_k = saved
+
+
+def _index_with(module: Any) -> Any:
+    from assistd.retrieval import HybridIndex
+
+    index = HybridIndex()
+    if module is not None:
+        index.cache = module.VectorCache(index.cache.max_bytes)
+    return index
+
+
+def _memory() -> str:
+    """This process's resident memory now and at its peak (Linux)."""
+    try:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    except OSError:
+        return "RSS unknown"
+    return f"RSS {int(status['VmRSS'].split()[0]) // 1024} MB (peak {int(status['VmHWM'].split()[0]) // 1024} MB)"
+
+
+def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | None = None, windows: int = 1,
+                compare_vectors: str | None = None, vectors_from: str | None = None, rounds_after_write: int = 1,
+                only_natural: bool = False) -> None:
     """``compare``: the path of another keyword.py (e.g. an older commit's, from ``git show``), measured
-    in the same run, query by query, beside this tree's. ``windows``: vectors per chunk (the local model
-    gives an 800-token chunk three; the matrix has a row per window)."""
-    from assistd.retrieval import HybridIndex, IndexedChunk
+    in the same run, query by query, beside this tree's; ``compare_vectors`` likewise for vectors.py (a
+    second index with that module's cache). ``vectors_from``: vectors.py from this path instead of the
+    tree's (to measure another version's memory alone in a process). ``windows``: vectors per chunk (the
+    local model gives an 800-token chunk three; the matrix has a row per window)."""
+    from assistd.retrieval import IndexedChunk
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
 
@@ -424,7 +464,8 @@ def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | Non
         async def run() -> tuple[float, float, float, dict[str, list[float]]]:
             db = Database(db_url, pool_size=4)
             await migrate(db)
-            index = HybridIndex()
+            own_vectors = _module_from(vectors_from, "vectors_own") if vectors_from else None
+            index = _index_with(own_vectors)
             t = time.perf_counter()
             per_file = 1000
             for f in range(0, n_chunks, per_file):
@@ -445,41 +486,67 @@ def bench_query(url: str | None, n_chunks: int, queries: int, compare: str | Non
             async with db.read() as conn:
                 await index.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
             first = time.perf_counter() - t
+            memory = (f"{_memory()}, store in cache "
+                      f"{sum(m.nbytes for m in index.cache._stores.values()) / 2**20:.0f} MB")
             times: dict[str, list[float]] = {}
-            variants = {"": None, **({f" [{compare}]": _module_from(compare)} if compare else {})}
+            variants = {"": (index, None), **({f" [{compare}]": (index, _module_from(compare))} if compare else {})}
+            if compare_vectors:
+                other = _module_from(compare_vectors, "vectors_compared")
+                variants[f" [{compare_vectors}]"] = (_index_with(other), other)
+                async with db.read() as conn:  # loaded before timing, as this tree's was
+                    with _vectors_module(other):
+                        await variants[f" [{compare_vectors}]"][0].search(conn, ["vs_big"], keyword_like[0],
+                                                                          qv[0].tolist(), max_num_results=20)
+            modes = (("hybrid", "k"), ("vector only", "v"), ("keyword only", "k-"),
+                     ("hybrid, natural question", "n"), ("keyword only, natural question", "n-"))
+            if only_natural:
+                modes = tuple(m for m in modes if "natural" in m[0] or m[0] == "vector only")
             for i in range(1, queries + 1):
-                for mode, text, vector in (("hybrid", keyword_like[i], qv[i].tolist()),
-                                           ("vector only", None, qv[i].tolist()),
-                                           ("keyword only", keyword_like[i], None),
-                                           ("hybrid, natural question", natural[i], qv[i].tolist()),
-                                           ("keyword only, natural question", natural[i], None)):
-                    for label, module in variants.items():  # interleaved: the machine's load hits both
-                        if module is not None and text is None:
+                for mode, kind in modes:
+                    text = None if kind == "v" else (natural[i] if kind.startswith("n") else keyword_like[i])
+                    vector = None if kind.endswith("-") else qv[i].tolist()
+                    order = list(variants.items()) if i % 2 else list(variants.items())[::-1]
+                    for label, (idx, module) in order:  # interleaved: the machine's load hits both alike
+                        if label.endswith(f"[{compare}]") and text is None:
                             continue
-                        with _keyword_module(module):
+                        if compare_vectors and label.endswith(f"[{compare_vectors}]") and vector is None:
+                            continue
+                        is_vectors = compare_vectors is not None and label.endswith(f"[{compare_vectors}]")
+                        with _keyword_module(None if is_vectors else module), \
+                                _vectors_module(module if is_vectors else None):
                             t = time.perf_counter()
                             async with db.read() as conn:
-                                hits = await index.search(conn, ["vs_big"], text, vector, max_num_results=20)
+                                hits = await idx.search(conn, ["vs_big"], text, vector, max_num_results=20)
                             times.setdefault(mode + label, []).append(time.perf_counter() - t)
                         assert hits
             # A file added to the store: the next query refreshes the matrix by that file alone.
-            added = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(100), corpus.vectors(100), strict=True)]
-            async with db.write() as conn:
-                await index.add(conn, "vs_big", "file_added", "added.txt", added, {"part": 0})
-            t = time.perf_counter()
-            async with db.read() as conn:
-                await index.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
-            after_write = time.perf_counter() - t
+            after_write: dict[str, list[float]] = {}
+            for r in range(rounds_after_write):
+                added = [IndexedChunk(tx, v, 130) for tx, v in zip(corpus.texts(100), corpus.vectors(100),
+                                                                   strict=True)]
+                async with db.write() as conn:
+                    await index.add(conn, "vs_big", f"file_added_{r}", "added.txt", added, {"part": 0})
+                order = list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]
+                for label, (idx, module) in order:
+                    if idx is index and label:
+                        continue  # the keyword comparison shares this tree's index (and cache)
+                    with _vectors_module(module if idx is not index else None):
+                        t = time.perf_counter()
+                        async with db.read() as conn:
+                            await idx.search(conn, ["vs_big"], keyword_like[0], qv[0].tolist(), max_num_results=20)
+                        after_write.setdefault(label, []).append(time.perf_counter() - t)
             await db.close()
-            return load_s, first, after_write, times
+            return load_s, first, memory, after_write, times
 
-        load_s, first, after_write, by_mode = asyncio.run(run())
+        load_s, first, memory, after_write, by_mode = asyncio.run(run())
+        writes = "; ".join(f"{label or 'this tree'}: {' '.join(f'{t * 1e3:.0f}' for t in ts)} ms"
+                           for label, ts in after_write.items())
         print(f"\n## query: {backend}, {n_chunks:,} chunks (synthetic 384-d embeddings, 100-word Zipf texts), "
               f"{windows} vector(s) a chunk, {queries} queries of each kind, max_num_results=20; "
               f"e.g. {corpus.natural_question()!r}\n"
-              f"  indexed in {load_s:.1f} s; first query (loads the vectors) {first * 1e3:.0f} ms; first query "
-              f"after adding a 100-chunk file {after_write * 1e3:.0f} ms\n\n| backend | query | p50 | p90 |\n"
-              "|---|---|---|---|")
+              f"  indexed in {load_s:.1f} s; first query (loads the vectors) {first * 1e3:.0f} ms, then {memory}\n"
+              f"  first query after adding a 100-chunk file ({rounds_after_write} rounds): {writes}\n"
+              "\n| backend | query | p50 | p90 |\n|---|---|---|---|")
         for mode, ts in by_mode.items():
             ts = sorted(ts)
             print(f"| {backend} | {mode} | {statistics.median(ts) * 1e3:.1f} ms | "
@@ -534,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--windows", type=int, default=1, help="query bench: window vectors per chunk")
     parser.add_argument("--compare-keyword", metavar="PATH", help="query bench: also time this keyword.py")
+    parser.add_argument("--compare-vectors", metavar="PATH", help="query bench: also time this vectors.py")
+    parser.add_argument("--vectors-from", metavar="PATH", help="query bench: vectors.py from this path")
+    parser.add_argument("--rounds-after-write", type=int, default=1,
+                        help="query bench: files added one at a time, each followed by a timed query")
+    parser.add_argument("--natural-only", action="store_true",
+                        help="query bench: natural questions and vector only (no keyword-like queries)")
     parser.add_argument("--levels", default="10000,50000,100000", help="store sizes (chunks) of the scale bench")
     parser.add_argument("--timed-files", type=int, default=50, help="files of 20 chunks timed at each level")
     parser.add_argument("--rounds", type=int, default=8)
@@ -556,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_scale(url, [int(x) for x in args.levels.split(",")], 20, args.timed_files)
     if "query" in only:
         for url in args.database_url or ["sqlite", PG_DEFAULT]:
-            bench_query(url, args.chunks, args.queries, args.compare_keyword, args.windows)
+            bench_query(url, args.chunks, args.queries, args.compare_keyword, args.windows, args.compare_vectors,
+                        args.vectors_from, args.rounds_after_write, args.natural_only)
     if "sqlite-vec" in only:
         bench_sqlite_vec()
     return 0

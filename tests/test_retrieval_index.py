@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import text as sql_text
 
 from assistd.devupstream.server import embed as hashed_embed
 from assistd.retrieval import FilterError, HybridIndex, IndexedChunk
@@ -73,8 +74,9 @@ def _pg_admin(sql: str) -> None:
 
 
 # pgvector is not installed on this project's machines, so its code path (used when migration 0004 finds the
-# extension and adds ``embedding_v vector``) runs here against a stand-in with the same SQL surface: a
-# ``vector`` domain over its text form '[x,y,…]', ``vector_dims`` and the cosine-distance operator ``<=>``.
+# extension and adds ``embedding_v vector``, and 0011 ``windows_v vector[]``) runs here against a stand-in
+# with the same SQL surface: a ``vector`` domain over its text form '[x,y,…]', ``vector_dims`` and the
+# cosine-distance operator ``<=>``.
 PGVECTOR_STANDIN = [
     "CREATE DOMAIN vector AS text",
     "CREATE FUNCTION vector_dims(vector) RETURNS int LANGUAGE sql IMMUTABLE AS "
@@ -84,6 +86,7 @@ PGVECTOR_STANDIN = [
     "string_to_array(btrim(a, '[]'), ',')::float8[], string_to_array(btrim(b, '[]'), ',')::float8[]) AS t(x, y) $$",
     "CREATE OPERATOR <=> (LEFTARG = text, RIGHTARG = text, FUNCTION = cosine_distance)",
     "ALTER TABLE retrieval_chunks ADD COLUMN embedding_v vector",
+    "ALTER TABLE retrieval_chunks ADD COLUMN windows_v vector[]",
 ]
 
 
@@ -182,6 +185,20 @@ def test_stores_are_separate_and_searchable_together(backend: Backend) -> None:
     assert {h.vector_store_id for h in both} == {one, two}
 
 
+def term_counts_are_exact(backend: Backend, vs: str) -> bool:
+    """PostgreSQL: the store's word counts kept by the writes equal a count over its chunks' lexemes."""
+    if backend.db.is_sqlite:
+        return True
+    kept_sql = "SELECT term, chunks FROM retrieval_terms WHERE vector_store_id = :vs"
+    exact_sql = ("SELECT term, count(*) FROM retrieval_chunks, unnest(tsvector_to_array(tsv)) AS term "
+                 "WHERE vector_store_id = :vs GROUP BY term")
+
+    async def read(conn: Any, sql: str) -> dict[str, int]:
+        return dict((await conn.execute(sql_text(sql), {"vs": vs})).all())
+    kept = backend.write(lambda conn: read(conn, kept_sql))
+    return kept == backend.write(lambda conn: read(conn, exact_sql))
+
+
 def usage_is_exact(backend: Backend, vs: str) -> bool:
     """The store's usage kept by the writes equals the sum over its chunks (what it used to be computed as)."""
     c = retrieval_chunks.c
@@ -203,20 +220,29 @@ def test_writes_are_seen_by_the_next_search_in_any_process(backend: Backend) -> 
     hits = [h for h in backend.search([vs], "volcano eruption lava basalt", max_num_results=50)
             if h.file_id == "file_new"]
     assert [h.text for h in hits] == ["Lava cooled into basalt."]
-    assert usage_is_exact(backend, vs)
+    assert usage_is_exact(backend, vs) and term_counts_are_exact(backend, vs)
     assert backend.write(lambda c: backend.index.delete_file(c, vs, "file_new")) == 1
     assert all(h.file_id != "file_new" for h in backend.search([vs], "volcano lava basalt", max_num_results=50))
     assert usage_is_exact(backend, vs) and backend.write(lambda c: backend.index.usage_bytes(c, vs)) > 0
+    assert term_counts_are_exact(backend, vs)
     backend.write(lambda c: backend.index.delete_store(c, vs))
     assert backend.search([vs], "bakery revenue zebrafish") == []
     assert backend.write(lambda c: backend.index.usage_bytes(c, vs)) == 0
+    assert term_counts_are_exact(backend, vs)
 
 
-def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend) -> None:
+@pytest.mark.parametrize("exact_rows", [100_000, 0], ids=["every-window", "two-stage"])
+def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend, monkeypatch: pytest.MonkeyPatch,
+                                                                exact_rows: int) -> None:
     """vectors.py: after a write, a search reads only the chunks of files added or re-indexed since its
-    matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would."""
+    matrix was loaded, drops the rows of files gone, and ranks exactly as a freshly loaded matrix would
+    (two-stage: the chunk means are extended, not rebuilt; rows are held as float16)."""
     if backend.run(_pgvector_of(backend)):
         pytest.skip("pgvector searches in the database: no matrix")
+    from assistd.retrieval.index import vectors
+
+    monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)
+    monkeypatch.setattr(vectors, "MIN_WINDOWS_PER_CHUNK", 0 if exact_rows == 0 else 2)  # chunks of one row here
     vs = store_id()
     bulk = {f"bulk_{i}": [f"Ledger {i} line {j} about harbours, tides and cargo." for j in range(20)]
             for i in range(6)}
@@ -237,6 +263,9 @@ def test_a_changed_store_is_refreshed_by_the_files_that_changed(backend: Backend
     backend.write(lambda c: backend.index.add(c, vs, "volcano", "v.txt", chunks(*lava), {}))
     assert ranked(backend.index) == ranked(HybridIndex())
     assert backend.index.cache.rows_read - before == 2  # the new file's chunks, not the store's 122
+    if exact_rows == 0:
+        cached = next(m for (_, store), m in backend.index.cache._stores.items() if store == vs)
+        assert cached.chunks is not None and len(cached.chunks[0]) == 122  # extended by the new file's two
     backend.write(lambda c: backend.index.delete_file(c, vs, "bulk_2"))
     backend.write(lambda c: backend.index.add(c, vs, "bulk_4", "b4.txt", chunks("Ledger four, rewritten."), {}))
     got = ranked(backend.index)
@@ -380,7 +409,8 @@ def test_needle_in_fifty_pages(backend: Backend, needle_corpus: tuple[list[Index
 def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     """keyword.py: a word held by more than COMMON chunks of the stores is common. With a rarer word in the
     query only chunks holding a rarer one are candidates, ranked by all the words; with common words only,
-    the chunks holding all of them. A store of at most COMMON chunks ranks as the plain OR."""
+    the chunks holding two of them (PostgreSQL: the rarest and another first). A store of at most COMMON
+    chunks ranks as the plain OR."""
     from assistd.retrieval.index import keyword
 
     vs = store_id()
@@ -399,6 +429,8 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
         assert found("harbour memo")[0] == "harbour memo"
     assert set(found("alpha memo")) <= {t for t in texts if "alpha" in t and "memo" in t}
     assert set(found("alpha memo quetzal")) == set(found("alpha memo"))  # a word in no chunk changes nothing
+    if not backend.db.is_sqlite:  # exact counts: the rarest word's chunks, not those of the two commonest
+        assert all("memo" in t for t in found("alpha number memo"))
     monkeypatch.setattr(keyword, "SAMPLE", 10)  # ranking a bounded sample: still matches of every word
     ranked = found("alpha beta")  # 10 chunks holding both first, then (short of a half list) 10 holding either
     assert len(ranked) <= 20 and all("alpha beta" in t for t in ranked[:10])
@@ -409,13 +441,15 @@ def test_keyword_ranking_of_common_words(backend: Backend, monkeypatch: pytest.M
 @pytest.mark.parametrize("exact_rows", [100_000, 0], ids=["every-window", "two-stage"])
 def test_a_long_chunk_is_found_by_its_best_window(backend: Backend, request: pytest.FixtureRequest,
                                                   monkeypatch: pytest.MonkeyPatch, exact_rows: int) -> None:
-    """vectors.py: a chunk with window vectors scores its best window, so a sentence in its last window wins
-    over chunks half about it, though the chunk's mean vector (mostly other topics) would lose to them."""
-    if "pgvector" in request.node.callspec.params["backend"]:
-        pytest.skip("pgvector ranks each chunk's one embedding (window vectors are the in-memory path's)")
+    """vectors.py (and pgvector): a chunk with window vectors scores its best window, so a sentence in its
+    last window wins over chunks half about it, though the chunk's mean vector (mostly other topics) would
+    lose to them."""
+    if "pgvector" in request.node.callspec.params["backend"] and exact_rows == 0:
+        pytest.skip("pgvector ranks in the database: no in-memory stages")
     from assistd.retrieval.index import vectors
 
     monkeypatch.setattr(vectors, "EXACT_ROWS", exact_rows)  # 0: large-store path (candidates by mean, then windows)
+    monkeypatch.setattr(vectors, "MIN_WINDOWS_PER_CHUNK", 0 if exact_rows == 0 else 2)
     topics = ["farmers planted tomatoes near the barn", "the baker sold rye bread at dawn",
               "our coach repaired the wooden fence", "quantum cipher lantern harbour"]
     windows = [vec(t) for t in topics]

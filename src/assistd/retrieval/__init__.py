@@ -72,10 +72,11 @@ Typical use (an ingestion job, then the file_search tool)::
     async with db.read() as conn:
         hits = await index.search(conn, [vs_id], query, q, max_num_results=20, filters=filters)
 
-Backends (chosen by the connection's dialect): SQLite = FTS5 bm25 + exact cosine over per-store float32
-matrices cached in memory (numpy; reloaded when the store's version row changes, so writes by any process
-are seen); PostgreSQL = tsvector/GIN ``ts_rank_cd`` + the same numpy path, or pgvector's ``<=>`` when the
-extension was installed before migration 0004 (which then adds ``retrieval_chunks.embedding_v``).
+Backends (chosen by the connection's dialect): SQLite = FTS5 bm25 + cosine over per-store matrices cached
+in memory (numpy; refreshed when the store's version row changes, so writes by any process are seen; a
+large store searched in two stages); PostgreSQL = tsvector/GIN ``ts_rank_cd`` (word counts from
+``retrieval_terms``) + the same numpy path, or pgvector's ``<=>`` when the extension was installed before
+migration 0004 (which then adds ``retrieval_chunks.embedding_v``; 0011 ``windows_v``).
 
 Search semantics: each ranking (vector: cosine over the store's chunks, exact; keyword: the query's
 non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of 1/(60 + rank) over the rankings

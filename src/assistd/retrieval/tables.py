@@ -8,7 +8,9 @@
 - ``retrieval_chunks``: chunk text, token count and the embedding as float32 little-endian bytes
   (L2-normalised). Dialect-specific companions, created by the migration and not declared here:
   SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers); PostgreSQL a
-  generated ``tsv tsvector`` column with a GIN index, and ``embedding_v vector`` when pgvector is installed.
+  generated ``tsv tsvector`` column with a GIN index, the table ``retrieval_terms`` (chunks of each store
+  holding each lexeme, migration 0010, ``index/term_counts.py``), and ``embedding_v vector`` with
+  ``windows_v vector[]`` (migration 0011) when pgvector is installed.
 """
 
 from __future__ import annotations

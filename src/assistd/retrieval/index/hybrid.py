@@ -5,11 +5,13 @@ commits or rolls back with the rest of the caller's work (the vector store file'
 backend is the connection's dialect:
 
 - SQLite: FTS5 keyword ranking + the in-memory numpy vector path (``vectors.py``);
-- PostgreSQL: tsvector keyword ranking + pgvector (``embedding_v <=> q``) when migration 0004 found the
-  extension and added the column, else the same numpy path as SQLite (what runs on this project's CI).
+- PostgreSQL: tsvector keyword ranking + pgvector when migration 0004 found the extension and added the
+  column (a chunk ranked by its best window, ``windows_v <=> q``, migration 0011; else ``embedding_v <=> q``),
+  else the same numpy path as SQLite (what runs on this project's CI).
 
-Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row, which
-serialises writers of one store on PostgreSQL until they commit.
+Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row first, which
+serialises writers of one store on PostgreSQL until they commit (and so their updates of the store's word
+counts, ``term_counts``, never deadlock).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import UserDefinedType
 
 from assistd.retrieval.filters import compile_filter, validate_filter
-from assistd.retrieval.index import keyword
+from assistd.retrieval.index import keyword, term_counts
 from assistd.retrieval.index.types import IndexedChunk, SearchHit, check_search_args, fuse
 from assistd.retrieval.index.vectors import VectorCache, to_blob, top_k, windows_blob
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
@@ -66,7 +68,9 @@ class HybridIndex:
         usage = sum(len(ch.text) + len(blob) + len(w or b"")
                     for ch, blob, w in zip(chunks, blobs, windows, strict=True))
         previous = await self._file_usage(conn, vector_store_id, file_id)
-        await self._delete_chunks(conn, vector_store_id, file_id)
+        await self._bump(conn, vector_store_id, usage - (previous or 0))  # first: the store's writers queue here
+        if previous is not None:  # indexed before
+            await self._delete_chunks(conn, vector_store_id, file_id)
         await self._upsert(conn, retrieval_files, {"vector_store_id": vector_store_id, "file_id": file_id,
                                                    "file_name": file_name, "attributes": attributes or {},
                                                    "generation": secrets.randbits(62) + 1, "usage_bytes": usage},
@@ -77,28 +81,33 @@ class HybridIndex:
         if rows and await self._has_pgvector(conn):
             for row in rows:
                 row["ev"] = _vector_literal(np.frombuffer(row["embedding"], "<f4"))
+                row["wv"] = _windows_literal(row["window_embeddings"], len(row["embedding"]))
             await conn.execute(text(
                 "INSERT INTO retrieval_chunks (vector_store_id, file_id, chunk_index, text, tokens, embedding, "
-                "window_embeddings, embedding_v) VALUES (:vector_store_id, :file_id, :chunk_index, :text, "
-                ":tokens, :embedding, :window_embeddings, CAST(:ev AS vector))").bindparams(
+                "window_embeddings, embedding_v, windows_v) VALUES (:vector_store_id, :file_id, :chunk_index, "
+                ":text, :tokens, :embedding, :window_embeddings, CAST(:ev AS vector), "
+                "CAST(CAST(:wv AS text) AS vector[]))").bindparams(
                 bindparam("embedding", type_=LargeBinary), bindparam("window_embeddings", type_=LargeBinary)), rows)
         elif rows:
             await conn.execute(insert(retrieval_chunks), rows)
-        await self._bump(conn, vector_store_id, usage - (previous or 0))
+        if rows and conn.dialect.name == "postgresql":
+            await term_counts.added(conn, vector_store_id, file_id)
         return len(rows)
 
     async def delete_file(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
         """Remove a file from a store's index; returns the number of chunks removed."""
         previous = await self._file_usage(conn, vector_store_id, file_id)
-        removed = await self._delete_chunks(conn, vector_store_id, file_id)
+        await self._bump(conn, vector_store_id, -(previous or 0))
+        removed = await self._delete_chunks(conn, vector_store_id, file_id) if previous is not None else 0
         await conn.execute(delete(retrieval_files).where(retrieval_files.c.vector_store_id == vector_store_id,
                                                          retrieval_files.c.file_id == file_id))
-        await self._bump(conn, vector_store_id, -(previous or 0))
         return removed
 
     async def delete_store(self, conn: AsyncConnection, vector_store_id: str) -> None:
         for t in (retrieval_chunks, retrieval_files, retrieval_stores):
             await conn.execute(delete(t).where(t.c.vector_store_id == vector_store_id))
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("DELETE FROM retrieval_terms WHERE vector_store_id = :s"), {"s": vector_store_id})
         self.cache.forget(_db_key(conn), vector_store_id)
 
     async def update_attributes(self, conn: AsyncConnection, vector_store_id: str, file_id: str,
@@ -122,6 +131,8 @@ class HybridIndex:
                                                              f.file_id == file_id))
 
     async def _delete_chunks(self, conn: AsyncConnection, vector_store_id: str, file_id: str) -> int:
+        if conn.dialect.name == "postgresql":
+            await term_counts.removed(conn, vector_store_id, file_id)
         c = retrieval_chunks.c
         result = await conn.execute(delete(retrieval_chunks).where(c.vector_store_id == vector_store_id,
                                                                    c.file_id == file_id))
@@ -183,10 +194,14 @@ class HybridIndex:
     async def _vector_rank(self, conn: AsyncConnection, store_ids: list[str], query: np.ndarray,
                            file_filter: Any, depth: int) -> list[int]:
         if await self._has_pgvector(conn):
-            # Exact scan in C (cosine distance); rows of another dimension are skipped, as in vectors.py.
+            # Exact scan in C (cosine distance); rows of another dimension are skipped, as in vectors.py. A
+            # chunk with window vectors is as near as its best window (vectors.py); one without, its embedding.
             c, f = retrieval_chunks.c, retrieval_files.c
             column = literal_column("retrieval_chunks.embedding_v")
-            distance = column.op("<=>")(cast(bindparam("q", _vector_literal(query), String), _PgVector()))
+            q = cast(bindparam("q", _vector_literal(query), String), _PgVector())
+            window = func.unnest(literal_column("retrieval_chunks.windows_v")).column_valued("w")
+            best_window = select(func.min(window.op("<=>")(q))).scalar_subquery()
+            distance = func.coalesce(best_window, column.op("<=>")(q))
             stmt = select(c.id).where(c.vector_store_id.in_(store_ids), func.vector_dims(column) == len(query))
             if file_filter is not None:
                 stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id,
@@ -241,3 +256,11 @@ class _PgVector(UserDefinedType[str]):
 
 def _vector_literal(v: np.ndarray) -> str:
     return "[" + ",".join(repr(float(x)) for x in v) + "]"
+
+
+def _windows_literal(blob: bytes | None, row_bytes: int) -> str | None:
+    """The text form of a ``vector[]`` (``{"[x,…]","[…]"}``) of a chunk's window vectors, or None for none."""
+    if blob is None:
+        return None
+    rows = np.frombuffer(blob, "<f4").reshape(-1, row_bytes // 4)
+    return "{" + ",".join(f'"{_vector_literal(row)}"' for row in rows) + "}"

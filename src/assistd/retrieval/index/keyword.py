@@ -16,10 +16,14 @@ than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
 - Every word is common: the chunks holding two or more of them are ranked (then, to fill half a
   candidate list, those holding any); two mid-frequency words rarely share many chunks, but two very
   common ones can share a third of the store, so at most ``SAMPLE`` matches are ranked (the first ones
-  found): weak keyword evidence, which the vector ranking outweighs.
+  found): weak keyword evidence, which the vector ranking outweighs. PostgreSQL, whose counts are exact,
+  first ranks the chunks holding the rarest word and any other (at most ``TS_RANK_SAMPLE``): the likeliest
+  answers, found by GIN from the rare word's short list, and no chunk holding only two very common words
+  ("how do I set the default value…"); the pairs follow only short of half a list.
 
-Counting a word's chunks stops at ``COMMON + 1``; on SQLite it reads the FTS index alone (all stores of
-the database: a document frequency, not the stores' own), on PostgreSQL the stores' matching rows.
+How many chunks hold a word: on SQLite counted from the FTS index alone, up to ``COMMON + 1`` (all stores
+of the database: a document frequency, not the stores' own); on PostgreSQL read from the stores' word
+counts (``term_counts``: GIN cannot count without visiting each matching row).
 
 A store of at most ``COMMON`` chunks (on SQLite: a database) is ranked exactly as the plain OR.
 """
@@ -35,11 +39,13 @@ from sqlalchemy import String, and_, column, func, literal_column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from assistd.retrieval.index import term_counts
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 
 MAX_TERMS = 32
 COMMON = 300  # a word held by more chunks than this is common (see above)
 SAMPLE = 2000  # matches ranked when every word is common
+TS_RANK_SAMPLE = 500  # PostgreSQL: at most this many of them (ts_rank_cd reads each row's tsvector from the heap)
 MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset("""a about above after again against all am an and any are as at be because been before being
@@ -92,7 +98,7 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
     """Chunk ids matching any of ``words`` in the stores (and files passing ``file_filter``), best first."""
     d = _Dialect(dialect, words)
     scope = d.scope(vector_store_ids)
-    held = await _held(conn, d, words, scope)
+    held = await _held(conn, d, words) if d.sqlite else await term_counts.held(conn, vector_store_ids, words)
     words = [w for w in words if held[w]]  # a word no chunk holds matches nothing and ranks nothing
     if not words:
         return []
@@ -102,28 +108,33 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
         match = everything if len(rare) == len(words) else d.any_of(rare)
         return await _matches(conn, d, match, everything, scope, file_filter, limit)
     ids: list[int] = []
-    if 2 <= len(words) <= MAX_PAIR_TERMS:
+    sample = SAMPLE if d.sqlite else min(SAMPLE, TS_RANK_SAMPLE)
+    if not d.sqlite and len(words) >= 2:  # the counts are exact: the rarest word and any other first
+        rarest = min(words, key=lambda w: held[w])
+        match = d.word[rarest].op("&&")(d.any_of([w for w in words if w != rarest]))
+        ids = await _matches(conn, d, match, everything, scope, file_filter, limit, sample=sample)
+    if len(ids) < limit // 2 and 2 <= len(words) <= MAX_PAIR_TERMS:
         pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
             reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
         # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
-        ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=SAMPLE)
+        ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample), limit)
     if len(ids) < limit // 2:  # then chunks holding any of the words
-        more = await _matches(conn, d, everything, everything, scope, file_filter, limit, sample=SAMPLE)
-        seen = set(ids)
-        ids += [i for i in more if i not in seen][:limit - len(ids)]
+        ids = _merged(ids, await _matches(conn, d, everything, everything, scope, file_filter, limit,
+                                          sample=sample), limit)
     return ids
 
 
-async def _held(conn: AsyncConnection, d: _Dialect, words: list[str], scope: Any) -> dict[str, int]:
-    """How many chunks hold each word, counted up to ``COMMON + 1``, in one statement. On SQLite over the
-    whole FTS index (every store: a document frequency read from the index alone); on PostgreSQL in the
-    stores."""
+def _merged(ids: list[int], more: list[int], limit: int) -> list[int]:
+    seen = set(ids)
+    return ids + [i for i in more if i not in seen][:limit - len(ids)]
+
+
+async def _held(conn: AsyncConnection, d: _Dialect, words: list[str]) -> dict[str, int]:
+    """SQLite: how many chunks hold each word, counted up to ``COMMON + 1`` over the whole FTS index (every
+    store: a document frequency read from the index alone), in one statement. (PostgreSQL: ``term_counts``.)"""
     counts = []
     for w in words:
-        if d.sqlite:
-            inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
-        else:
-            inner = select(retrieval_chunks.c.id).where(_tsv.op("@@")(d.word[w]), scope)
+        inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
         counts.append(select(func.count()).select_from(inner.limit(COMMON + 1).subquery()).scalar_subquery())
     row = (await conn.execute(select(*counts))).one()
     return {w: int(n or 0) for w, n in zip(words, row, strict=True)}

@@ -24,17 +24,24 @@ than MiniLM's 256 word pieces; ``retrieval_chunks.window_embeddings``). The matr
 of a long chunk is found even when the chunk's average vector is about something else. A large store
 (``EXACT_ROWS``) first picks candidates by the chunks' mean vectors and scores only their windows. A chunk without
 windows (short, an upstream embedder's, indexed before migration 0008) is one row, its ``embedding``.
+
+Memory: a large store's window rows are held as float16 (half the bytes; each block is widened to float32
+for the matmul, so BLAS still does the work) and its chunk means as float32 (the first stage reads them
+all, so they stay in BLAS's own type): 100k chunks × 4 windows × 384 dims is ~460 MB, not ~770 MB.
+Rounding a unit vector's components to float16 moves a cosine by ~1e-4, far below the gaps between
+neighbours that ranking depends on (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
@@ -54,12 +61,14 @@ class StoreMatrix:
     matrix: np.ndarray  # float32 [rows, dims], rows L2-normalised
     generations: dict[str, int] = field(default_factory=dict)  # file id → generation of its rows here
     dead: np.ndarray | None = None  # bool per row: a file since dropped (top_k skips them); None: none
+    chunk_count: int = 0  # chunks the rows belong to (dead ones included)
     chunks: tuple[np.ndarray, np.ndarray] | None = None  # (first row of each chunk, mean of its windows):
-    # built by the first large search of this version (``_chunk_means``)
+    # built by the first large search (``_chunk_means``), then extended in place like the rows
 
     @property
     def nbytes(self) -> int:
-        return sum((a if a.base is None else a.base).nbytes for a in (self.matrix, self.ids, self.file_codes))
+        arrays = [self.matrix, self.ids, self.file_codes, *(self.chunks or ())]
+        return sum((a if a.base is None else a.base).nbytes for a in arrays)
 
     @property
     def capacity(self) -> int:
@@ -111,9 +120,12 @@ class VectorCache:
             async with self._locks.setdefault(key, asyncio.Lock()):
                 cached = self._stores.get(key)
                 if cached is None or cached.version != version:
+                    read = self.rows_read
                     cached = await self._refresh(conn, vector_store_id, version, cached)
                     self._stores[key] = cached
                     self._evict()
+                    if self.rows_read - read >= _TRIM_AFTER_ROWS:  # once the read transaction has let go of them
+                        asyncio.get_running_loop().call_later(1.0, _release_freed_memory)
         self._stores.move_to_end(key)
         return cached
 
@@ -129,7 +141,7 @@ class VectorCache:
             return _build(version, await self._rows(conn, vector_store_id, None), generations)
         new_rows = await self._rows(conn, vector_store_id, changed) if changed else []
         row_bytes = cached.matrix.shape[1] * 4 if cached.matrix.size else None
-        if new_rows and any(len(r[2]) != row_bytes for r in new_rows):  # another embedder's, or a first
+        if new_rows and any(r[2] != row_bytes for r in new_rows):  # another embedder's, or a first
             return _build(version, await self._rows(conn, vector_store_id, None), generations)
         # Rows of files gone or re-indexed are marked dead; the re-read files' rows are appended.
         dropped = [i for i, file_id in enumerate(cached.files)
@@ -141,7 +153,7 @@ class VectorCache:
         added = _build(version, new_rows, {})
         n, k = len(cached.ids), len(added.ids)
         if n + k > cached.capacity or cached.ids.base is None:
-            ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1])
+            ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1], cached.chunk_count + added.chunk_count)
             ids[:n], codes[:n], matrix[:n] = cached.ids, cached.file_codes, cached.matrix
         else:  # in place, past the rows the cached views show
             ids, codes, matrix = cached.ids.base, cached.file_codes.base, cached.matrix.base
@@ -152,15 +164,16 @@ class VectorCache:
             if dead is not None:
                 dead = np.concatenate([dead, np.zeros(k, bool)])
         store = StoreMatrix(version, ids[:n + k], codes[:n + k], cached.files + added.files, matrix[:n + k],
-                            generations, dead)
+                            generations, dead, cached.chunk_count + added.chunk_count)
         store.chunks = _extended_means(cached, store, n)
         return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
     async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
-        """The chunks (id, file id, embedding, window embeddings) of the store — or of these of its files —
-        in id order."""
+        """The chunks (id, file id, bytes of its embedding, its window embeddings or else its embedding) of
+        the store — or of these of its files — in id order."""
         c = retrieval_chunks.c
-        stmt = select(c.id, c.file_id, c.embedding, c.window_embeddings).where(c.vector_store_id == vector_store_id)
+        stmt = select(c.id, c.file_id, func.length(c.embedding), func.coalesce(c.window_embeddings, c.embedding)
+                      ).where(c.vector_store_id == vector_store_id)
         if file_ids is not None:
             stmt = stmt.where(c.file_id.in_(file_ids))
         rows = (await conn.execute(stmt.order_by(c.id))).all()
@@ -174,32 +187,60 @@ class VectorCache:
             total -= dropped.nbytes
 
 
-def _buffers(rows: int, dims: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Buffers for ``rows`` rows and room for about an eighth more."""
-    capacity = rows + rows // 8 + 64
-    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), np.float32)
+# A load of this many chunks leaves hundreds of MB of freed row objects that glibc keeps (a 100k-chunk
+# store: RSS ~880 MB for a ~500 MB matrix); malloc_trim gives those pages back (~550 MB). The rows are
+# garbage only once the search's read transaction is over, so the trim runs a second after the load.
+_TRIM_AFTER_ROWS = 10_000
+
+
+def _release_freed_memory() -> None:
+    """Return free heap pages to the OS where the C library can (glibc's ``malloc_trim``; elsewhere nothing)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
+def _room(rows: int) -> int:
+    """The capacity of buffers for ``rows`` rows: about an eighth more."""
+    return rows + rows // 8 + 64
+
+
+def _buffers(rows: int, dims: int, chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Buffers for ``rows`` rows (of ``chunks`` chunks) and room to grow; the vectors as float16 for a store
+    searched in two stages (module docstring)."""
+    capacity = _room(rows)
+    dtype = np.float16 if _two_stages(rows, chunks) else np.float32
+    return np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty((capacity, dims), dtype)
+
+
+_LOAD_CHUNKS = 4096  # chunks copied into a store's matrix at a time while loading it
 
 
 def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
-    """A matrix of ``rows`` (id, file id, embedding, window embeddings), a row per window. All rows of a
-    store come from one embedder; rows of another length (a store indexed before the embedder changed) are
-    left out of vector search rather than mixed in."""
+    """A matrix of ``rows`` (``VectorCache._rows``), a row per window. All rows of a store come from one
+    embedder; rows of another length (a store indexed before the embedder changed) are left out of vector
+    search rather than mixed in."""
     if not rows:
         return StoreMatrix(version, np.zeros(0, np.int64), np.zeros(0, np.int32), [], np.zeros((0, 0), np.float32),
                            dict(generations))
-    dims = max(set(len(r[2]) for r in rows), key=lambda n: sum(1 for r in rows if len(r[2]) == n))
-    rows = [r for r in rows if len(r[2]) == dims]
-    # A chunk's windows when it has whole ones of this length, else its one embedding.
-    blobs = [bytes(r[3]) if r[3] and len(r[3]) % dims == 0 else bytes(r[2]) for r in rows]
+    dims = max(set(r[2] for r in rows), key=lambda n: sum(1 for r in rows if r[2] == n))
+    rows = [r for r in rows if r[2] == dims and len(r[3]) % dims == 0]
+    blobs = [bytes(r[3]) for r in rows]  # a chunk's windows, or its one embedding
     counts = np.fromiter((len(b) // dims for b in blobs), np.int64, len(rows))
     n = int(counts.sum())
     files: dict[str, int] = {}
-    ids, codes, matrix = _buffers(n, dims // 4)
+    ids, codes, matrix = _buffers(n, dims // 4, len(rows))
     chunk_codes = np.fromiter((files.setdefault(r[1], len(files)) for r in rows), np.int32, len(rows))
     codes[:n] = np.repeat(chunk_codes, counts)
-    matrix[:n] = np.frombuffer(b"".join(blobs), "<f4").reshape(n, dims // 4)
+    done = 0
+    for i in range(0, len(blobs), _LOAD_CHUNKS):  # a part at a time: no second copy of the whole store
+        part = np.frombuffer(b"".join(blobs[i:i + _LOAD_CHUNKS]), "<f4").reshape(-1, dims // 4)
+        matrix[done:done + len(part)] = part
+        done += len(part)
     ids[:n] = np.repeat(np.fromiter((r[0] for r in rows), np.int64, len(rows)), counts)
-    return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations))
+    return StoreMatrix(version, ids[:n], codes[:n], list(files), matrix[:n], dict(generations), None, len(rows))
 
 
 def _compacted(store: StoreMatrix) -> StoreMatrix:
@@ -209,18 +250,23 @@ def _compacted(store: StoreMatrix) -> StoreMatrix:
     recode = np.full(len(store.files), -1, np.int32)
     recode[used] = np.arange(len(used), dtype=np.int32)
     n = len(live)
-    ids, codes, matrix = _buffers(n, store.matrix.shape[1])
+    chunks = len(_chunk_starts(store.ids[live], store.file_codes[live]))
+    ids, codes, matrix = _buffers(n, store.matrix.shape[1], chunks)
     ids[:n] = store.ids[live]
     codes[:n] = recode[store.file_codes[live]]
     matrix[:n] = store.matrix[live]
     return StoreMatrix(store.version, ids[:n], codes[:n], [store.files[i] for i in used], matrix[:n],
-                       store.generations)
+                       store.generations, None, chunks)
 
+
+# Rows widened from float16 to float32 at a time (1.5 MB at 384 dims: stays in cache for the matmul).
+_BLOCK_ROWS = 1024
 
 # Up to this many rows (windows) a search scores every window; above, chunks are first ranked by the mean
 # of their windows and only the best candidates' windows are scored: the matmul over every window is bound
 # by memory bandwidth (100k chunks × 4 windows of 384 floats is 615 MB: ~100 ms a query here, docs/benchmarks.md).
 EXACT_ROWS = 100_000
+MIN_WINDOWS_PER_CHUNK = 2
 CANDIDATES_PER_RESULT = 20
 
 
@@ -229,14 +275,15 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
     if store.matrix.shape[0] == 0 or store.matrix.shape[1] != query.shape[0]:
         return []
     rows = store.matrix.shape[0]
-    scores = store.matrix @ query if rows <= EXACT_ROWS else np.zeros(rows, np.float32)
+    two_stages = _two_stages(rows, store.chunk_count)
+    scores = np.zeros(rows, np.float32) if two_stages else _scores(store.matrix, query)
     if store.dead is not None:
         scores[store.dead] = -np.inf
     if allowed_files is not None:
         allowed = np.array([i for i, f in enumerate(store.files) if f in allowed_files], np.int32)
         scores = np.where(np.isin(store.file_codes, allowed), scores, -np.inf)
     rows = scores.shape[0]
-    if rows > EXACT_ROWS:
+    if two_stages:
         return _top_k_two_stage(store, query, k, scores)
     # A chunk has a few windows: the best 4k rows almost always hold k chunks; when not, sort them all.
     m = min(4 * k, rows)
@@ -255,11 +302,48 @@ def top_k(store: StoreMatrix, query: np.ndarray, k: int, allowed_files: set[str]
         m = rows
 
 
+def _two_stages(rows: int, chunks: int) -> bool:
+    """Whether a store is searched in two stages: more than ``EXACT_ROWS`` rows, and at least
+    ``MIN_WINDOWS_PER_CHUNK`` a chunk on average (with fewer, the chunk means would be nearly as many rows as
+    the windows: no faster, and an O(store) build of them when a store grows past ``EXACT_ROWS``)."""
+    return rows > EXACT_ROWS and rows >= MIN_WINDOWS_PER_CHUNK * chunks
+
+
+def _scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` in float32: float16 rows are widened a block at a time (numpy has no float16 BLAS)."""
+    if matrix.dtype == np.float32:
+        return matrix @ query
+    out = np.empty(matrix.shape[0], np.float32)
+    block = np.empty((_BLOCK_ROWS, matrix.shape[1]), np.float32)
+    for i in range(0, matrix.shape[0], _BLOCK_ROWS):
+        part = block[:min(_BLOCK_ROWS, matrix.shape[0] - i)]
+        part[...] = matrix[i:i + len(part)]
+        np.matmul(part, query, out=out[i:i + len(part)])
+    return out
+
+
 def _chunk_means(store: StoreMatrix) -> tuple[np.ndarray, np.ndarray]:
     """(first row of each chunk, its windows' mean vector, normalised), kept on the store."""
     if store.chunks is None:
-        store.chunks = _means(store.ids, store.file_codes, store.matrix, 0)
+        store.chunks = _appended(None, *_means(store.ids, store.file_codes, store.matrix, 0))
     return store.chunks
+
+
+def _appended(chunks: tuple[np.ndarray, np.ndarray] | None, starts: np.ndarray,
+              means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``chunks`` (views of buffers with room, or None) with these chunks after them: written in place past
+    the views when the buffers have room (a view handed out never sees them), else into new buffers."""
+    m = 0 if chunks is None else len(chunks[0])
+    k = len(starts)
+    start_buffer = None if chunks is None else chunks[0].base
+    mean_buffer = None if chunks is None else chunks[1].base
+    if start_buffer is None or mean_buffer is None or m + k > len(start_buffer):
+        start_buffer, mean_buffer = np.empty(_room(m + k), np.int64), np.empty((_room(m + k), means.shape[1]),
+                                                                                np.float32)
+        if chunks is not None:
+            start_buffer[:m], mean_buffer[:m] = chunks
+    start_buffer[m:m + k], mean_buffer[m:m + k] = starts, means
+    return start_buffer[:m + k], mean_buffer[:m + k]
 
 
 def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,30 +353,36 @@ def _means(ids: np.ndarray, codes: np.ndarray, matrix: np.ndarray, first: int) -
     ids, codes, matrix = ids[first:], codes[first:], matrix[first:]
     if len(ids) == 0:
         return np.zeros(0, np.int64), np.zeros((0, matrix.shape[1]), np.float32)
-    starts = np.flatnonzero(np.concatenate([[True], (ids[1:] != ids[:-1]) | (codes[1:] != codes[:-1])]))
+    starts = _chunk_starts(ids, codes)
     lengths = np.diff(np.append(starts, len(ids)))
     means = np.zeros((len(starts), matrix.shape[1]), np.float32)
     for n in np.unique(lengths):
         sel = np.flatnonzero(lengths == n)
         for j in range(int(n)):
-            means[sel] += matrix[starts[sel] + j]
+            means[sel] += matrix[starts[sel] + j]  # float16 rows widen as they are added
     means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     return starts + first, means
+
+
+def _chunk_starts(ids: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The first row of each chunk (``_means``)."""
+    if len(ids) == 0:
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], (ids[1:] != ids[:-1]) | (codes[1:] != codes[:-1])]))
 
 
 def _extended_means(cached: StoreMatrix, store: StoreMatrix, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The means of ``cached``'s rows (if built), and of the rows ``store`` appended after its first ``n``."""
     if cached.chunks is None:
         return None
-    starts, means = _means(store.ids, store.file_codes, store.matrix, n)
-    return np.concatenate([cached.chunks[0], starts]), np.concatenate([cached.chunks[1], means])
+    return _appended(cached.chunks, *_means(store.ids, store.file_codes, store.matrix, n))
 
 
 def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[int, float]]:
     """``top_k`` of a large store: the ``CANDIDATES_PER_RESULT × k`` chunks nearest by their mean vector,
     ranked by their best window. ``mask``: 0 for rows searchable, -inf for rows excluded."""
     starts, means = _chunk_means(store)
-    chunk_scores = means @ query + mask[starts]
+    chunk_scores = _scores(means, query) + mask[starts]
     c = min(len(starts), CANDIDATES_PER_RESULT * k)
     cand = np.argpartition(-chunk_scores, c - 1)[:c] if c < len(starts) else np.arange(len(starts))
     cand = cand[chunk_scores[cand] != -np.inf]
@@ -302,6 +392,6 @@ def _top_k_two_stage(store: StoreMatrix, query: np.ndarray, k: int, mask: np.nda
     lengths = ends[cand] - starts[cand]
     offsets = np.cumsum(lengths) - lengths
     rows = np.repeat(starts[cand] - offsets, lengths) + np.arange(int(lengths.sum()))
-    best = np.maximum.reduceat(store.matrix[rows] @ query, offsets)
+    best = np.maximum.reduceat(_scores(store.matrix[rows], query), offsets)
     order = np.argsort(-best, kind="stable")[:k]
     return [(int(store.ids[starts[cand[i]]]), float(best[i])) for i in order]
