@@ -74,7 +74,7 @@ def _pg_admin(sql: str) -> None:
 
 
 # pgvector is not installed on this project's machines, so its code path (used when migration 0004 finds the
-# extension and adds ``embedding_v vector``, and 0011 ``windows_v vector[]``) runs here against a stand-in
+# extension and adds ``embedding_v vector``, and 0013 ``windows_v vector[]``) runs here against a stand-in
 # with the same SQL surface: a ``vector`` domain over its text form '[x,y,…]', ``vector_dims`` and the
 # cosine-distance operator ``<=>``.
 PGVECTOR_STANDIN = [

@@ -76,7 +76,7 @@ Backends (chosen by the connection's dialect): SQLite = FTS5 bm25 + cosine over 
 in memory (numpy; refreshed when the store's version row changes, so writes by any process are seen; a
 large store searched in two stages); PostgreSQL = tsvector/GIN ``ts_rank_cd`` (word counts from
 ``retrieval_terms``) + the same numpy path, or pgvector's ``<=>`` when the extension was installed before
-migration 0004 (which then adds ``retrieval_chunks.embedding_v``; 0011 ``windows_v``).
+migration 0004 (which then adds ``retrieval_chunks.embedding_v``; 0013 ``windows_v``).
 
 Search semantics: each ranking (vector: cosine over the store's chunks, exact; keyword: the query's
 non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of 1/(60 + rank) over the rankings

@@ -9,8 +9,8 @@
   (L2-normalised). Dialect-specific companions, created by the migration and not declared here:
   SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers); PostgreSQL a
   generated ``tsv tsvector`` column with a GIN index, the table ``retrieval_terms`` (chunks of each store
-  holding each lexeme, migration 0010, ``index/term_counts.py``), and ``embedding_v vector`` with
-  ``windows_v vector[]`` (migration 0011) when pgvector is installed.
+  holding each lexeme, migration 0012, ``index/term_counts.py``), and ``embedding_v vector`` with
+  ``windows_v vector[]`` (migration 0013) when pgvector is installed.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ backend is the connection's dialect:
 
 - SQLite: FTS5 keyword ranking + the in-memory numpy vector path (``vectors.py``);
 - PostgreSQL: tsvector keyword ranking + pgvector when migration 0004 found the extension and added the
-  column (a chunk ranked by its best window, ``windows_v <=> q``, migration 0011; else ``embedding_v <=> q``),
+  column (a chunk ranked by its best window, ``windows_v <=> q``, migration 0013; else ``embedding_v <=> q``),
   else the same numpy path as SQLite (what runs on this project's CI).
 
 Writers: embed *before* opening the write transaction — ``add`` bumps the store's version row first, which

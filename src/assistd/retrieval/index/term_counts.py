@@ -1,4 +1,4 @@
-"""PostgreSQL: how many chunks of each store hold each word (``retrieval_terms``, migration 0010).
+"""PostgreSQL: how many chunks of each store hold each word (``retrieval_terms``, migration 0012).
 
 Why: the keyword ranking asks how common each query word is in the stores searched (``keyword.py``). GIN
 answers "which chunks hold it" but not "how many" without visiting every matching row of the heap (up to

@@ -3,14 +3,14 @@ the index in the same transaction as the chunks (assistd.retrieval.index.term_co
 ranking learns how common a query's words are without reading the chunks. Filled here from the chunks
 already indexed. SQLite reads the same from its FTS5 index: nothing to do there.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

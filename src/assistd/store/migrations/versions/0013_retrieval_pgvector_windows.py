@@ -3,16 +3,16 @@
 path does. Only where migration 0004 added ``embedding_v`` (pgvector was installed); filled here from the
 chunks already indexed with windows.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 """
 
 import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
