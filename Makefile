@@ -1,6 +1,6 @@
 # make install: .venv with the `assistd` console script; make run: serve on 127.0.0.1:8000 (SQLite under
 # ./.assistd/; the web console at /console; the scripted model in-process unless an upstream is configured);
-# make test: ruff + the whole suite on SQLite and on PostgreSQL (scripts/test).
+# make test: ruff, mypy and the whole suite on SQLite and on PostgreSQL (scripts/test).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -43,4 +43,4 @@ bench: install
 	PY=$(PY) scripts/bench
 
 clean:
-	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache
+	rm -rf $(VENV) .assistd .pytest_cache .ruff_cache .mypy_cache
