@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from assistd.private_files import private_dir, private_file
 from assistd.store.errors import FastReadUnavailable
 from assistd.store.pg_readers import PgReaders
+from assistd.store.pg_tls import local_tls_args
 from assistd.store.sqlite_connection import configure_sqlite, lean_aiosqlite_creator
 
 log = logging.getLogger("assistd.store")
@@ -70,7 +71,8 @@ class Database:
             # Overflow connections are closed on return: size the pool (ASSISTD_DB_POOL_SIZE) to the usual
             # concurrency, or PostgreSQL backends are opened and closed all the time; but every process keeps
             # its pool open, so a large default would exhaust max_connections with a few processes.
-            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size,
+                                              connect_args=local_tls_args(url))
         # The options each unit needs, set once (views sharing the engine's pool), not per transaction.
         self._read_engine = self.engine.execution_options(
             **({"sqlite_autocommit": True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))
