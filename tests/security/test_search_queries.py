@@ -150,3 +150,26 @@ def test_file_search_run_with_odd_query_completes(client, store, query):
     steps = client.beta.threads.runs.steps.list(run.id, thread_id=thread.id)
     calls = [c for s in steps.data if s.type == "tool_calls" for c in s.step_details.tool_calls]
     assert calls and calls[0].type == "file_search"
+
+
+BIG_NUMBERS = {"big": 1e20, "huge": 1.5e300, "negative": -1e19, "tiny": 1e-300, "u64": 2**64 - 1,
+               "i64": -(2**63), "whole": 2.0, "max": 1.7976931348623157e308}
+
+
+def test_search_gives_back_attribute_numbers_of_any_size(client, http):
+    """PostgreSQL's JSONB writes 1e20 back as a 21-digit integer: the results must still be written (this was
+    the search 500 of the long conformance profile, schemathesis replays pJZY6v and GCwgGS), with the
+    numbers as sent."""
+    made = client.vector_stores.create(name="big-numbers")
+    file_id = client.files.create(file=("big.txt", b"Quasars are very far away."), purpose="assistants").id
+    created = client.vector_stores.files.create_and_poll(file_id, vector_store_id=made.id,
+                                                         attributes={"big": 1.0})
+    assert created.status == "completed", created
+    r = post(http, f"/vector_stores/{made.id}/files/{file_id}", {"attributes": BIG_NUMBERS})
+    assert r.status_code == 200, r.text
+    for query in ("quasars", "s\u00ef\u00ac"):
+        (item,) = ok(post(http, f"/vector_stores/{made.id}/search", {"query": query}))["data"]
+        assert item["attributes"] == BIG_NUMBERS, item["attributes"]
+    r = post(http, f"/vector_stores/{made.id}/search", {"query": "quasars", "filters": {
+        "type": "gt", "key": "big", "value": 1e19}})
+    assert [i["filename"] for i in ok(r)["data"]] == ["big.txt"]
