@@ -86,9 +86,12 @@ class Client:
         return response.json()
 
     async def stream(self, path: str, label: str, body: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
-        """The stream's event names (delta runs collapsed to ``name…``) and the last run object it carried."""
+        """The stream's event names (delta runs collapsed to ``name…``) and the last run object it carried.
+        An event of another run than the stream's (a run, step or message object naming a second run id) is
+        added to the names as ``name(other run)``, so the stream no longer matches any expected sequence."""
         names: list[str] = []
         run = None
+        run_ids: set[str] = set()
         started = time.perf_counter()
         try:
             async with self.http.stream("POST", path, json=body) as response:
@@ -102,9 +105,17 @@ class Client:
                         name = event + "…" if event.endswith(".delta") else event
                         if not (names and names[-1] == name and name.endswith("…")):
                             names.append(name)
-                    elif line.startswith("data: ") and event and event.startswith("thread.run.") \
-                            and not event.startswith("thread.run.step"):
-                        run = json.loads(line[6:])
+                    elif line.startswith("data: ") and event and event.startswith("thread.") \
+                            and not event.endswith(".delta"):
+                        data = json.loads(line[6:])
+                        is_run = event.startswith("thread.run.") and not event.startswith("thread.run.step")
+                        run_id = data.get("id") if is_run else data.get("run_id")
+                        if run_id:
+                            run_ids.add(run_id)
+                            if len(run_ids) > 1:
+                                names.append(f"{event}(other run)")
+                        if is_run:
+                            run = data
         except httpx.HTTPError as exc:
             self.tally.error(label, f"{type(exc).__name__}: {exc}")
             return names, None
@@ -228,6 +239,19 @@ def worker(database_url: str, data_dir: Path, upstream_url: str) -> subprocess.P
     return proc
 
 
+async def db_sessions(url: str) -> int:
+    """Sessions opened on the database so far (PostgreSQL 14+): connections the pools opened and closed
+    again under load show here."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+                   or 0)
+    finally:
+        await conn.close()
+
+
 @contextlib.contextmanager
 def throwaway_database(admin_url: str):
     import asyncpg
@@ -286,7 +310,8 @@ def summarise(tally: Tally, elapsed: float, clients: int, memory: list[dict[str,
     completed = sum(n for key, n in tally.runs.items() if key.endswith(": completed"))
     assistd_cpu = sum(v for k, v in cpu.items() if k != "upstream")
     return {
-        "clients": clients, "seconds": round(elapsed, 1), "requests": requests,
+        "clients": clients, "seconds": round(elapsed, 1), "load_average_1m": round(os.getloadavg()[0], 1),
+        "requests": requests,
         "requests_per_s": round(requests / elapsed, 1), "runs_completed": completed,
         "runs_per_s": round(completed / elapsed, 2),
         "runs_per_assistd_cpu_s": round(completed / assistd_cpu, 2) if assistd_cpu else None,
@@ -307,7 +332,9 @@ def render(result: dict[str, Any]) -> str:
              f"({result['requests_per_s']}/s), {result['runs_completed']} runs completed ({result['runs_per_s']}/s, "
              f"{result['runs_per_assistd_cpu_s']} per assistd CPU-second), {result['streams']} streams",
              f"errors {result['errors']}, unexpected run states {result['unexpected_runs']}, "
-             f"streams out of sequence {result['bad_streams']}", f"CPU seconds: {result['cpu_seconds']}", "",
+             f"streams out of sequence {result['bad_streams']}", f"CPU seconds: {result['cpu_seconds']}",
+             f"load average (1 min) at the end: {result['load_average_1m']}; "
+             f"database sessions opened during the load: {result.get('db_sessions_opened')}", "",
              "| endpoint | n | p50 ms | p99 ms |", "|---|---|---|---|"]
     lines += [f"| `{label}` | {e['n']} | {e['p50_ms']} | {e['p99_ms']} |" for label, e in result["endpoints"].items()]
     names = [k for k in result["memory_mib"][0] if k != "t"] if result["memory_mib"] else []
@@ -346,7 +373,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     pids = {"serve": serve.proc.pid, **{f"worker{i + 1}": w.pid for i, w in enumerate(workers)},
                             "upstream": upstream.proc.pid}
                     spy = _profile(serve.proc.pid, args) if args.profile else None
+                    sessions = asyncio.run(db_sessions(url))
                     result = asyncio.run(drive(f"{serve.url}/v1", args.clients, args.duration, pids, args.seed))
+                    time.sleep(1.5)  # backends report their session counts at most once a second
+                    result["db_sessions_opened"] = asyncio.run(db_sessions(url)) - sessions - 1
                     if spy:
                         spy.wait(120)
                 finally:

@@ -19,8 +19,19 @@ from tests.conformance.runner import PROFILES, run_schemathesis
 from tests.conftest import KEY_A
 
 
+def server_errors(log_path: Path, limit: int = 5) -> str:
+    """The serve's ERROR records (each with its traceback) and the access lines of its 500s: a 500 seen once
+    by schemathesis is diagnosed from them, not from a replay that may not fail again."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if '"level":"ERROR"' in line or '"status":500,' in line]
+    return "\n".join(errors[:2 * limit])
+
+
 @pytest.mark.timeout(3600)
-def test_every_operation_conforms(client, base_url, tmp_path: Path):
+def test_every_operation_conforms(server, client, base_url, tmp_path: Path):
     profile = PROFILES[os.environ.get(PROFILE_ENV, "short")]
     objects = make_objects(client)
     headers = {"Authorization": f"Bearer {KEY_A}", "OpenAI-Beta": "assistants=v2"}
@@ -33,4 +44,5 @@ def test_every_operation_conforms(client, base_url, tmp_path: Path):
     if out := os.environ.get(OUT_ENV):
         Path(out).write_text(table)
     unexpected = [row.operation_id for row in rows if not row.clean]
-    assert not unexpected, f"{unexpected} failed:\n{table}\n{result['output'][-12000:]}"
+    assert not unexpected, (f"{unexpected} failed:\n{table}\n{result['output'][-12000:]}\n"
+                            f"server errors ({server.log_path}):\n{server_errors(server.log_path)}")

@@ -17,7 +17,7 @@ def test_mixed_load_across_processes(is_postgres, tmp_path):
     assert result["runs_completed"] > 0 and result["streams"] > 0, result
     assert result["errors"] == 0, result["error_samples"]
     assert result["unexpected_runs"] == 0, result["unexpected_run_samples"]
-    if result["bad_streams"]:
-        # Issue 13: run events published by a worker can overtake the API's own (fixed on branch `engine`).
-        pytest.xfail(f"{result['bad_streams']}/{result['streams']} streams out of the hosted order (issue 13): "
-                     f"{result['bad_stream_samples'][:2]}")
+    # Both legs of every streamed tool run: exactly the hosted events, in order, once each, all of one run.
+    assert result["streams"] == 2 * result["scenarios"].get("streamed_tool_run", 0), result
+    assert result["bad_streams"] == 0, (f"{result['bad_streams']}/{result['streams']} streams not exactly the "
+                                        f"hosted sequence: {result['bad_stream_samples']}")

@@ -227,3 +227,56 @@ def test_concurrent_writes_all_land(client):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: client.beta.threads.update(t.id, metadata={"n": str(i)}), range(16)))
     assert client.beta.threads.retrieve(t.id).metadata["n"] in {str(i) for i in range(16)}
+
+
+@pytest.mark.parametrize(("url", "env", "args"), [
+    ("postgresql://u@127.0.0.1:5432/db", {}, {"ssl": False}),
+    ("postgresql://u@localhost/db", {}, {"ssl": False}),
+    ("postgresql://u@[::1]:5432/db", {}, {"ssl": False}),
+    ("postgresql://u@/db?host=/var/run/postgresql", {}, {"ssl": False}),
+    ("postgresql+asyncpg://u@127.0.0.2/db", {}, {"ssl": False}),
+    # an explicit setting is never weakened, nor a remote host touched
+    ("postgresql://u@127.0.0.1/db?ssl=require", {}, {}),
+    ("postgresql://u@127.0.0.1/db?sslmode=verify-full", {}, {}),
+    ("postgresql://u@127.0.0.1/db", {"PGSSLMODE": "require"}, {}),
+    ("postgresql://u@db.example.com/db", {}, {}),
+    ("postgresql://u@10.0.0.5/db", {}, {}),
+    ("postgresql://u@/db?host=127.0.0.1:5432,db.example.com:5432", {}, {}),
+    ("sqlite:///x.db", {}, {}),
+])
+def test_tls_is_off_only_for_local_postgres_urls_that_say_nothing_of_it(monkeypatch, url, env, args):
+    from assistd.store.pg_tls import local_tls_args
+
+    for name in ("PGSSLMODE", "PGSSLNEGOTIATION", "PGHOST"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert local_tls_args(url) == args
+
+
+def test_an_explicit_tls_requirement_is_kept(is_postgres, database_url):
+    """The test server is on loopback: a URL requiring TLS still requires it (it connects only if the
+    server has TLS on), one saying nothing connects without it."""
+    if not is_postgres:
+        pytest.skip("PostgreSQL only")
+
+    async def ping(url: str) -> bool:
+        db = Database(url, pool_size=1)
+        try:
+            return await db.ping()
+        finally:
+            await db.close()
+
+    assert asyncio.run(ping(database_url))
+    tls_on = asyncio.run(_server_tls(database_url))
+    assert asyncio.run(ping(database_url + "?ssl=require")) is tls_on
+
+
+async def _server_tls(url: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval("SHOW ssl") == "on"
+    finally:
+        await conn.close()

@@ -25,7 +25,8 @@ configuration (environment, prefix ASSISTD_; flags above override):
   ASSISTD_REWRITE_MODEL  the model rewriting vector store search queries (`rewrite_query`; default gpt-4o-mini)
   ASSISTD_EMBEDDINGS     local (default: all-MiniLM-L6-v2 on CPU) or upstream:MODEL
   ASSISTD_EMBEDDINGS_IDLE_SECONDS  the local embedding worker stops after this long unused (default 600; 0 = never)
-  ASSISTD_DB_POOL_SIZE   database connections kept per process (default 10; as many again under load)
+  ASSISTD_DB_POOL_SIZE   database connections per process, opened as needed and kept (default 20)
+  ASSISTD_DB_MAX_OVERFLOW connections opened beyond the pool under load, closed after use (default 0)
   ASSISTD_WORKERS        concurrent runs executed by this process (default 8; 0 = API only)
   ASSISTD_LEASE_SECONDS  a dead worker's runs are resumed elsewhere this long after it stops (default 10)
   ASSISTD_RUN_TTL_SECONDS runs expire this long after creation (default 600, as the hosted API)

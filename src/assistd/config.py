@@ -17,8 +17,10 @@ class Settings(BaseSettings):
         "sqlite:///./.assistd/assistd.db",
         description="sqlite:///path or postgresql://user@host/db",
     )
-    db_pool_size: int = Field(10, ge=1, description="database connections kept open per process (as many again "
-                              "may open under load); raise it for many concurrent requests on PostgreSQL")
+    db_pool_size: int = Field(20, ge=1, description="database connections per process, opened as needed and kept "
+                              "open (their prepared statements with them)")
+    db_max_overflow: int = Field(0, ge=0, description="connections opened beyond db_pool_size under load, each "
+                                 "closed when its transaction ends")
     data_dir: Path = Field(Path("./.assistd"), description="where files and blobs live")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

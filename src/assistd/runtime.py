@@ -59,7 +59,7 @@ class Runtime:
 
 async def start(settings: Settings, *, workers: int) -> Runtime:
     """Everything started; ``workers`` slots execute runs (and ingestion jobs) here, 0 for none."""
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
     await migrate(db)
     bus = create_bus(settings)
     await bus.start()

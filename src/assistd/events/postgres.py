@@ -24,6 +24,7 @@ import orjson
 
 from assistd.events.base import Event
 from assistd.events.relay import RETRY_SECONDS, RelayBus, why
+from assistd.store.pg_tls import local_tls_args
 
 log = logging.getLogger("assistd.events")
 
@@ -59,6 +60,7 @@ class PostgresBus(RelayBus):
     def __init__(self, dsn: str) -> None:
         super().__init__()
         self.dsn = plain_dsn(dsn)
+        self._tls = local_tls_args(self.dsn)
         self.id = secrets.token_hex(6)
         self._own = self.id + " "
         self._seq = 0
@@ -109,7 +111,7 @@ class PostgresBus(RelayBus):
         while True:
             try:
                 if self._pub_conn is None or self._pub_conn.is_closed():
-                    self._pub_conn = await asyncpg.connect(self.dsn, timeout=5)
+                    self._pub_conn = await asyncpg.connect(self.dsn, timeout=5, **self._tls)
                 if len(args) == 1:
                     await self._pub_conn.execute(_NOTIFY, *args[0], timeout=5)
                 else:
@@ -135,7 +137,7 @@ class PostgresBus(RelayBus):
     # --- receiving -----------------------------------------------------------------------------------
 
     async def _listen(self) -> asyncio.Event:
-        conn = await asyncpg.connect(self.dsn, timeout=5)
+        conn = await asyncpg.connect(self.dsn, timeout=5, **self._tls)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:

@@ -98,5 +98,16 @@ async def search(db: Database, index: HybridIndex, embedder: Embedder, project_i
 
 def result_item(hit: SearchHit) -> dict[str, Any]:
     """A ``VectorStoreSearchResultItem``: one chunk."""
-    return {"file_id": hit.file_id, "filename": hit.file_name, "score": hit.score, "attributes": hit.attributes,
-            "content": [{"type": "text", "text": hit.text}]}
+    return {"file_id": hit.file_id, "filename": hit.file_name, "score": hit.score,
+            "attributes": _as_sent(hit.attributes), "content": [{"type": "text", "text": hit.text}]}
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _as_sent(attributes: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL's JSONB writes a number without its exponent (``1e20`` comes back as the integer
+    100000000000000000000). Integers beyond 64 bits are refused on input, so such a value was a float:
+    give it back as one (orjson cannot write it as an integer)."""
+    return {key: float(value) if isinstance(value, int) and not isinstance(value, bool)
+            and not _INT_MIN <= value <= _INT_MAX else value for key, value in attributes.items()}

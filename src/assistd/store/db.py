@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from assistd.private_files import private_dir, private_file
 from assistd.store.errors import FastReadUnavailable
 from assistd.store.pg_readers import PgReaders
+from assistd.store.pg_tls import local_tls_args
 from assistd.store.sqlite_connection import configure_sqlite, lean_aiosqlite_creator
 
 log = logging.getLogger("assistd.store")
@@ -49,7 +50,7 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 0) -> None:
         self.url = url
         backend = make_url(url).get_backend_name()
         self.dialect = "postgresql" if backend in ("postgresql", "postgres") else backend
@@ -67,10 +68,13 @@ class Database:
                 async_creator=lean_aiosqlite_creator(async_url(url)))
             configure_sqlite(self.engine)
         else:
-            # Overflow connections are closed on return: size the pool (ASSISTD_DB_POOL_SIZE) to the usual
-            # concurrency, or PostgreSQL backends are opened and closed all the time; but every process keeps
-            # its pool open, so a large default would exhaust max_connections with a few processes.
-            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+            # The pool opens connections as they are needed and keeps them: an overflow connection is closed
+            # when it is returned, and with it its prepared statements (every statement is prepared again on
+            # the next one), so under load a small pool with overflow spends its time opening connections
+            # and preparing statements. The peak per process is pool_size + max_overflow either way; keep it
+            # within max_connections / processes.
+            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
+                                              connect_args=local_tls_args(url))
         # The options each unit needs, set once (views sharing the engine's pool), not per transaction.
         self._read_engine = self.engine.execution_options(
             **({"sqlite_autocommit": True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from assistd.store.errors import FastReadUnavailable
+from assistd.store.pg_tls import local_tls_args
 
 
 class PgReaders:
@@ -22,6 +23,7 @@ class PgReaders:
 
     def __init__(self, url: str) -> None:
         self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._tls = local_tls_args(url)
         self._idle: list[Any] = []
         self._size = 0
         self._waiters: list[asyncio.Future[Any]] = []
@@ -66,7 +68,7 @@ class PgReaders:
 
             self._size += 1
             try:
-                return await asyncpg.connect(self.dsn, timeout=5, statement_cache_size=256)
+                return await asyncpg.connect(self.dsn, timeout=5, statement_cache_size=256, **self._tls)
             except BaseException as exc:
                 self._size -= 1
                 self._wake_one(None)
