@@ -153,6 +153,9 @@ def compile_filter(obj: dict[str, Any], attributes: Any, dialect: str) -> Column
 class _Attr:
     """One attribute's typed accessors in SQL, per dialect."""
 
+    text: ColumnElement[Any]
+    kind: ColumnElement[Any]
+
     def __init__(self, column: Any, key: str, dialect: str) -> None:
         self.pg = dialect == "postgresql"
         if self.pg:

@@ -49,8 +49,11 @@ class UpstreamEmbedder:
 
         async def run(start: int, batch: list[str]) -> None:
             async with gate:
-                extra = {"dimensions": self._requested} if self._requested else {}
-                resp = await self.client.embeddings.create(model=self.model, input=batch, **extra)
+                if self._requested:
+                    resp = await self.client.embeddings.create(model=self.model, input=batch,
+                                                               dimensions=self._requested)
+                else:
+                    resp = await self.client.embeddings.create(model=self.model, input=batch)
             for item in resp.data:
                 out[start + item.index] = list(item.embedding)
 

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
 from assistd.retrieval.filters import compile_filter, validate_filter
@@ -75,9 +76,10 @@ class HybridIndex:
                                                    "file_name": file_name, "attributes": attributes or {},
                                                    "generation": secrets.randbits(62) + 1, "usage_bytes": usage},
                            ["vector_store_id", "file_id"], ["file_name", "attributes", "generation", "usage_bytes"])
-        rows = [{"vector_store_id": vector_store_id, "file_id": file_id, "chunk_index": i, "text": ch.text,
-                 "tokens": int(ch.tokens), "embedding": blob, "window_embeddings": w}
-                for i, (ch, blob, w) in enumerate(zip(chunks, blobs, windows, strict=True))]
+        rows: list[dict[str, Any]] = [
+            {"vector_store_id": vector_store_id, "file_id": file_id, "chunk_index": i, "text": ch.text,
+             "tokens": int(ch.tokens), "embedding": blob, "window_embeddings": w}
+            for i, (ch, blob, w) in enumerate(zip(chunks, blobs, windows, strict=True))]
         if rows and await self._has_pgvector(conn):
             for row in rows:
                 row["ev"] = _vector_literal(np.frombuffer(row["embedding"], "<f4"))
@@ -197,7 +199,7 @@ class HybridIndex:
             # Exact scan in C (cosine distance); rows of another dimension are skipped, as in vectors.py. A
             # chunk with window vectors is as near as its best window (vectors.py); one without, its embedding.
             c, f = retrieval_chunks.c, retrieval_files.c
-            column = literal_column("retrieval_chunks.embedding_v")
+            column: ColumnElement[Any] = literal_column("retrieval_chunks.embedding_v")
             q = cast(bindparam("q", _vector_literal(query), String), _PgVector())
             window = func.unnest(literal_column("retrieval_chunks.windows_v")).column_valued("w")
             best_window = select(func.min(window.op("<=>")(q))).scalar_subquery()

@@ -56,7 +56,7 @@ that the their theirs them themselves then there these they this those through t
 we were what when where which while who whom why will with would you your yours yourself yourselves""".split())
 
 _fts = table("retrieval_chunks_fts", column("rowid"))
-_tsv = literal_column("retrieval_chunks.tsv")
+_tsv: ColumnElement[Any] = literal_column("retrieval_chunks.tsv")
 
 
 def terms(query_text: str | None) -> list[str]:
@@ -75,7 +75,9 @@ class _Dialect:
         self.sqlite = dialect == "sqlite"
         # SQLite: quoted terms are never FTS5 syntax; porter stemming applies to them as to the text.
         # PostgreSQL: one websearch_to_tsquery per word (it never raises on user text).
-        self.word = {w: (f'"{w}"' if self.sqlite else func.websearch_to_tsquery("english", w)) for w in words}
+        # str (an FTS5 MATCH term) on SQLite, a tsquery expression on PostgreSQL.
+        self.word: dict[str, Any] = {
+            w: (f'"{w}"' if self.sqlite else func.websearch_to_tsquery("english", w)) for w in words}
 
     def any_of(self, words: list[str]) -> Any:
         parts = [self.word[w] for w in words]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,7 +157,8 @@ class VectorCache:
             ids, codes, matrix = _buffers(n + k, cached.matrix.shape[1], cached.chunk_count + added.chunk_count)
             ids[:n], codes[:n], matrix[:n] = cached.ids, cached.file_codes, cached.matrix
         else:  # in place, past the rows the cached views show
-            ids, codes, matrix = cached.ids.base, cached.file_codes.base, cached.matrix.base
+            # The three are views of buffers made together by _buffers (ids' base checked above).
+            ids, codes, matrix = cached.ids.base, cached.file_codes.base, cached.matrix.base  # type: ignore[assignment]
         if k:
             ids[n:n + k] = added.ids
             codes[n:n + k] = added.file_codes + len(cached.files)
@@ -168,7 +170,7 @@ class VectorCache:
         store.chunks = _extended_means(cached, store, n)
         return _compacted(store) if dead is not None and 4 * int(dead.sum()) > n + k else store
 
-    async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> list[Any]:
+    async def _rows(self, conn: AsyncConnection, vector_store_id: str, file_ids: list[str] | None) -> Sequence[Any]:
         """The chunks (id, file id, bytes of its embedding, its window embeddings or else its embedding) of
         the store — or of these of its files — in id order."""
         c = retrieval_chunks.c
@@ -218,7 +220,7 @@ def _buffers(rows: int, dims: int, chunks: int) -> tuple[np.ndarray, np.ndarray,
 _LOAD_CHUNKS = 4096  # chunks copied into a store's matrix at a time while loading it
 
 
-def _build(version: int, rows: list[Any], generations: dict[str, int]) -> StoreMatrix:
+def _build(version: int, rows: Sequence[Any], generations: dict[str, int]) -> StoreMatrix:
     """A matrix of ``rows`` (``VectorCache._rows``), a row per window. All rows of a store come from one
     embedder; rows of another length (a store indexed before the embedder changed) are left out of vector
     search rather than mixed in."""
