@@ -7,6 +7,7 @@ api/authenticate.py, untouched. Decisions are services/rate_limits.py's.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -39,7 +40,8 @@ class RateLimit:
         project = scope.get(PROJECT_KEY)
         if project is None:
             try:
-                project = await self.state.auth.project_for(header(scope, b"authorization"), origin_of(scope))
+                project = await self.state.auth.project_for(header(scope, b"authorization"),
+                                                            partial(origin_of, scope))
             except APIError:
                 await self.app(scope, receive, send)  # the key check answers 401
                 return

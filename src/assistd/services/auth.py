@@ -25,6 +25,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from assistd.errors import Unauthorized
@@ -128,9 +129,11 @@ class Authenticator:
         """Whether requests without a key are accepted now (from loopback only, unless ASSISTD_DEV_MODE=1)."""
         return await self.mode() in (KeyMode.DEV_LOCAL, KeyMode.DEV)
 
-    async def project_for(self, authorization: str | None, origin: Origin | None = None) -> str:
-        """The project id for an ``Authorization`` header value, or raise 401."""
-        origin = origin or Origin()
+    async def project_for(self, authorization: str | None,
+                          origin: Origin | Callable[[], Origin] | None = None) -> str:
+        """The project id for an ``Authorization`` header value, or raise 401. ``origin`` may be a function
+        computing it: it is called only when the key alone does not decide (keyless dev mode), so a request
+        with a valid key never pays for reading its addresses and headers."""
         secret = _bearer(authorization)
         mode = await self.mode()
         if secret:
@@ -142,8 +145,10 @@ class Authenticator:
                 project_id = await self._db_project(digest.hex())
                 if project_id is not None:
                     return project_id
-        if not origin.cross_site and (mode is KeyMode.DEV or (mode is KeyMode.DEV_LOCAL and origin.local)):
-            return self._project_ids[DEFAULT_PROJECT]
+        if mode is KeyMode.DEV or mode is KeyMode.DEV_LOCAL:
+            where = origin() if callable(origin) else origin or Origin()
+            if not where.cross_site and (mode is KeyMode.DEV or where.local):
+                return self._project_ids[DEFAULT_PROJECT]
         if not secret:
             raise Unauthorized(
                 "You didn't provide an API key. You need to provide your API key in an Authorization "
