@@ -7,8 +7,11 @@ task binds while executing it (``bind``). Each asyncio task has its own copy.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -24,12 +27,29 @@ _request: ContextVar[dict[str, Any] | None] = ContextVar("assistd_request", defa
 _bound: ContextVar[dict[str, str] | None] = ContextVar("assistd_ids", default=None)
 
 
+# A new id is ``req_`` and 32 hex digits: 16 drawn at random once per process, then a counter from a random
+# start (16 digits: it stays between 2**63 and 2**64). Unique across processes (64 random bits each, drawn
+# again in a forked child) and within one (the counter), without os.urandom's system call per request.
+_id_prefix = ""
+_id_counter: Iterator[int] = iter(())
+
+
+def _draw_id_source() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = "req_" + secrets.token_hex(8)
+    _id_counter = itertools.count((1 << 63) | secrets.randbits(62))
+
+
+_draw_id_source()
+os.register_at_fork(after_in_child=_draw_id_source)
+
+
 def request_id_for(incoming: bytes | None) -> str:
     if incoming is not None:
         text = incoming.decode("latin-1")
         if _VALID_REQUEST_ID.fullmatch(text):
             return text
-    return "req_" + secrets.token_hex(16)
+    return _id_prefix + hex(next(_id_counter))[2:]
 
 
 def enter_request(scope: dict[str, Any]) -> Token[dict[str, Any] | None]:
