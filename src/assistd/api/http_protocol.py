@@ -68,6 +68,7 @@ class _HeadDeadlines:
 
 
 class _HeadDeadlineProtocol(HttpToolsProtocol):
+    # The base class's methods are called directly, not through super(): these run several times per request.
     header_timeout = 10.0
     head_deadline: float | None = None  # loop time by which the request head must be complete
     _deadlines: _HeadDeadlines
@@ -75,7 +76,7 @@ class _HeadDeadlineProtocol(HttpToolsProtocol):
     _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        HttpToolsProtocol.connection_made(self, transport)
         # One sweeper per server (uvicorn's ServerState is shared by its connections), so per event loop.
         deadlines = getattr(self.server_state, "assistd_head_deadlines", None)
         if deadlines is None:
@@ -92,20 +93,20 @@ class _HeadDeadlineProtocol(HttpToolsProtocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._head_too_large()
                 return
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)
 
     def on_headers_complete(self) -> None:
         self.head_deadline = None
         self._in_head = False
         self._head_bytes = 0
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._in_head = True  # what follows is the next (pipelined) request's head
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
         # A pipelined request already parsed starts now; otherwise the next head must come in time.
         if not self.transport.is_closing() and not self.pipeline and self.cycle.response_complete:
             self.head_deadline = self.loop.time() + self.header_timeout
@@ -113,7 +114,7 @@ class _HeadDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_deadline = None
         self._deadlines.forget(self)
-        super().connection_lost(exc)
+        HttpToolsProtocol.connection_lost(self, exc)
 
     def _head_too_large(self) -> None:
         self.head_deadline = None
