@@ -44,7 +44,7 @@ def switch_off(names: set[str]) -> None:
 
         orig = auth.Authenticator.project_for
 
-        async def project_for(self, authorization):  # type: ignore[no-untyped-def]
+        async def project_for(self, authorization, origin=None):  # type: ignore[no-untyped-def]
             secret = auth._bearer(authorization)
             if secret:
                 digest = hashlib.sha256(secret.encode()).digest()
@@ -54,7 +54,7 @@ def switch_off(names: set[str]) -> None:
                         project = name
                 if project is not None:
                     return self._project_ids[project]
-            return await orig(self, authorization)
+            return await orig(self, authorization, origin)
 
         auth.Authenticator.project_for = project_for  # type: ignore[method-assign]
 

@@ -390,6 +390,16 @@ class Target:
     name: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None  # the server's process: its CPU time per request is reported too (Linux)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (all its threads), or None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -429,18 +439,31 @@ def interleave(targets: Sequence[Target], *, connections: int, seconds: float, r
         if warmup > 0:
             load(t.url, headers=t.headers, connections=connections, seconds=warmup)
     runs: dict[str, list[LoadResult]] = {t.name: [] for t in targets}
+    # The server's CPU time per request moves far less with the machine's load than req/s do.
+    cpu: dict[str, list[float]] = {t.name: [] for t in targets}
     for i in range(1, rounds + 1):
         for t in targets:
+            before = cpu_seconds(t.pid) if t.pid else None
             r = load(t.url, headers=t.headers, connections=connections, seconds=seconds)
+            after = cpu_seconds(t.pid) if t.pid else None
             if r.errors or r.non_2xx:
                 raise RuntimeError(f"{t.name}: {r.errors} socket errors, {r.non_2xx} non-2xx responses")
-            print(f"  round {i}  {t.name:<10} {r.brief()}", flush=True)
+            used = ""
+            if before is not None and after is not None and r.requests:
+                cpu[t.name].append((after - before) / r.requests * 1e6)
+                used = f"  server CPU {cpu[t.name][-1]:6.1f} µs/request"
+            print(f"  round {i}  {t.name:<10} {r.brief()}{used}", flush=True)
             runs[t.name].append(r)
     summaries = [Summary(t.name, runs[t.name]) for t in targets]
     for s in summaries:
         low, high = min(r.rps for r in s.runs), max(r.rps for r in s.runs)
-        print(f"  median   {s.name:<10} {s.cell()}  (req/s range {low:,.0f}-{high:,.0f})", flush=True)
+        used = f", server CPU {statistics.median(cpu[s.name]):.1f} µs/request" if cpu[s.name] else ""
+        print(f"  median   {s.name:<10} {s.cell()}{used}  (req/s range {low:,.0f}-{high:,.0f})", flush=True)
     return summaries
+
+
+def _pid(server: Server) -> int | None:
+    return server.proc.pid if server.proc is not None else None  # taskset execs the server: same pid
 
 
 def versus_bare(assistd: Server, path: str, route: str, headers: dict[str, str], workdir: Path, *,
@@ -459,7 +482,8 @@ def versus_bare(assistd: Server, path: str, route: str, headers: dict[str, str],
             "the bare app must answer the same bytes"
         print(f"# GET {route}: {len(raw)} JSON bytes; {connections} connections, {rounds} rounds of "
               f"{seconds:g} s each", flush=True)
-        a, b = interleave([Target("assistd", assistd.url + path, headers), Target("bare", bare.url + path)],
+        a, b = interleave([Target("assistd", assistd.url + path, headers, _pid(assistd)),
+                           Target("bare", bare.url + path, pid=_pid(bare))],
                           connections=connections, seconds=seconds, rounds=rounds)
     return a, b, len(raw)
 

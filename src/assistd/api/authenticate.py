@@ -15,6 +15,7 @@ this server). "Cross-site" is a browser request made by another origin's page.
 from __future__ import annotations
 
 import ipaddress
+from functools import partial
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -104,7 +105,8 @@ class Authenticate:
             auth = getattr(self.state, "auth", None)
             if auth is not None:
                 try:
-                    scope[PROJECT_KEY] = await auth.project_for(header(scope, b"authorization"), origin_of(scope))
+                    scope[PROJECT_KEY] = await auth.project_for(header(scope, b"authorization"),
+                                                                partial(origin_of, scope))
                 except APIError as exc:
                     await send_error(send, exc.status_code, exc.message, code=exc.code,
                                      close=close_after_refusal(scope))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -15,7 +16,8 @@ async def project_id(request: Request) -> str:
     found = request.scope.get(PROJECT_KEY)  # api/authenticate.py checked the key before the body was read
     if found is not None:
         return found
-    return await request.app.state.auth.project_for(request.headers.get("authorization"), origin_of(request.scope))
+    return await request.app.state.auth.project_for(request.headers.get("authorization"),
+                                                    partial(origin_of, request.scope))
 
 
 # Dependencies are async on purpose: FastAPI runs plain `def` ones in a thread pool, a hop per request.

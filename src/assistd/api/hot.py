@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from starlette.datastructures import QueryParams
@@ -142,7 +143,7 @@ class HotReads:
             # The console's relay (console/relay.py) sets the signed-in session's project in the scope.
             project = scope.get(PROJECT_KEY)
             if project is None:
-                project = await state.auth.project_for(authorization, origin_of(scope))
+                project = await state.auth.project_for(authorization, partial(origin_of, scope))
                 scope[PROJECT_KEY] = project  # if the route answers after all, the key is not checked again
             return await reader(state, project, parts, scope["query_string"])
         except APIError:

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from assistd.errors import Unauthorized
@@ -36,6 +37,7 @@ log = logging.getLogger("assistd.auth")
 DEFAULT_PROJECT = "default"
 CACHE_SECONDS = 2.0
 _CACHE_MAX = 10_000
+_HEADERS_MAX = 256
 
 
 class KeyMode(enum.Enum):
@@ -90,6 +92,11 @@ class Authenticator:
         # Static key digest → project id, filled by start(): one dict lookup per request. Looked up by the
         # digest, never the secret, so lookup timing tells nothing about any secret.
         self._static_ids: dict[bytes, str] = {}
+        # Authorization values found to carry a static key → its project: a client repeating one (every
+        # client) skips parsing and hashing it again. Static keys never change while the process runs; only
+        # values that matched are kept, at most _HEADERS_MAX. Timing tells no more than the digest lookup:
+        # str hashes are keyed per process and two strings are compared only when their hashes match.
+        self._static_headers: dict[str, str] = {}
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._mode_checked = 0.0
         self._refreshing = asyncio.Lock()
@@ -128,22 +135,32 @@ class Authenticator:
         """Whether requests without a key are accepted now (from loopback only, unless ASSISTD_DEV_MODE=1)."""
         return await self.mode() in (KeyMode.DEV_LOCAL, KeyMode.DEV)
 
-    async def project_for(self, authorization: str | None, origin: Origin | None = None) -> str:
-        """The project id for an ``Authorization`` header value, or raise 401."""
-        origin = origin or Origin()
+    async def project_for(self, authorization: str | None,
+                          origin: Origin | Callable[[], Origin] | None = None) -> str:
+        """The project id for an ``Authorization`` header value, or raise 401. ``origin`` may be a function
+        computing it: it is called only when the key alone does not decide (keyless dev mode), so a request
+        with a valid key never pays for reading its addresses and headers."""
+        if authorization is not None:
+            project_id = self._static_headers.get(authorization)
+            if project_id is not None:
+                return project_id
         secret = _bearer(authorization)
         mode = await self.mode()
         if secret:
             digest = hashlib.sha256(secret.encode()).digest()
             project_id = self._static_ids.get(digest)
             if project_id is not None:
+                if authorization is not None and len(self._static_headers) < _HEADERS_MAX:
+                    self._static_headers[authorization] = project_id
                 return project_id
             if mode is KeyMode.KEYS:  # no stored key is active otherwise: no lookup to pay for
                 project_id = await self._db_project(digest.hex())
                 if project_id is not None:
                     return project_id
-        if not origin.cross_site and (mode is KeyMode.DEV or (mode is KeyMode.DEV_LOCAL and origin.local)):
-            return self._project_ids[DEFAULT_PROJECT]
+        if mode is KeyMode.DEV or mode is KeyMode.DEV_LOCAL:
+            where = origin() if callable(origin) else origin or Origin()
+            if not where.cross_site and (mode is KeyMode.DEV or where.local):
+                return self._project_ids[DEFAULT_PROJECT]
         if not secret:
             raise Unauthorized(
                 "You didn't provide an API key. You need to provide your API key in an Authorization "

@@ -90,6 +90,12 @@ class RateLimits:
         self._cache[project_id] = (now, limits)
         return limits
 
+    def known_unlimited(self, project_id: str) -> bool:
+        """True when the project's limits, read less than ``CACHE_SECONDS`` ago, are all unlimited: nothing
+        to count or check (and no coroutine to pay for, on every request of such a project)."""
+        hit = self._cache.get(project_id)
+        return hit is not None and hit[1].unlimited and time.monotonic() - hit[0] < CACHE_SECONDS
+
     async def check(self, project_id: str, *, creates_run: bool) -> Decision | None:
         """Counts this request; None when the project has no limit at all."""
         limits = await self.limits_for(project_id)
