@@ -85,11 +85,11 @@ are seen); PostgreSQL = tsvector/GIN ``ts_rank_cd`` + the same numpy path, or pg
 extension was installed before migration 0004 (which then adds ``retrieval_chunks.embedding_v``).
 
 Search semantics: each ranking (vector: cosine over the store's chunks, exact; keyword: the query's
-non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of 1/(60 + rank) over the rankings
-that ran, divided by its maximum, so 1.0 = first in both, 0.5 = first in one only. ``score_threshold``
-applies to that fused score. Pass ``query_embedding=None`` for keyword-only or ``query_text=None`` for
-vector-only search. Search a store with the embedder that indexed it (vectors of another length are
-ignored).
+non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of w/(30 + rank) over the rankings
+that ran (w: vector 3, keyword 1), divided by its maximum, so 1.0 = first in both, 0.75 = first by vector
+only. ``score_threshold`` applies to that fused score. Pass ``query_embedding=None`` for keyword-only or
+``query_text=None`` for vector-only search. Search a store with the embedder that indexed it (vectors of
+another length are ignored).
 """
 
 from __future__ import annotations
