@@ -260,11 +260,11 @@ def test_every_part_of_a_chunk_gets_the_heading_path_it_is_in() -> None:
                        Heading(50, 2, "Functions\u00b6"), Heading(90, 3, "Defaults"), Heading(200, 2, "Classes")],
                       title="tutorial.html")
     assert outline.path_at(5) == ("Python Tutorial \u2014 docs",)  # the <title> replaces the file name
-    assert outline.context_at(120) == "Python Tutorial \u2014 docs > Functions > Defaults"  # h1 repeats the title
-    assert outline.context_at(250) == "Python Tutorial \u2014 docs > Classes"
-    assert outline.chunk_contexts(60, 210) == [(0, "Python Tutorial \u2014 docs > Functions"),
-                                               (30, "Python Tutorial \u2014 docs > Functions > Defaults"),
-                                               (140, "Python Tutorial \u2014 docs > Classes")]
+    assert outline.context_at(120) == "Python Tutorial > Functions > Defaults"  # the h1, without the site's name
+    assert outline.context_at(250) == "Python Tutorial > Classes"
+    assert outline.chunk_contexts(60, 210) == [(0, "Python Tutorial > Functions"),
+                                               (30, "Python Tutorial > Functions > Defaults"),
+                                               (140, "Python Tutorial > Classes")]
     assert Outline([], title="report.pdf").chunk_contexts(0, 100) == [(0, "report.pdf")]
 
     md = "# Setup\n\n" + "Install the package and configure it. " * 150 + "\n\n## Ports\n\n" + "Open port 80. " * 150

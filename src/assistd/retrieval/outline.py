@@ -114,11 +114,13 @@ def join(path: tuple[str, ...]) -> str:
 
 
 def _dedupe(texts: Iterable[str]) -> list[str]:
-    """Drop a heading the entry before it already says: an HTML page's <h1> ("4. Control Flow") repeats
-    its <title> ("4. Control Flow — Python 3.11 documentation")."""
+    """One entry for a heading that repeats the one before it. An HTML page's <h1> ("4. Control Flow") is
+    often the start of its <title> ("4. Control Flow — Python 3.11 documentation"): the <h1> is kept, the
+    site's name, the same on every page, says nothing about a passage."""
     out: list[str] = []
     for t in texts:
         if out and (out[-1].lower() == t.lower() or out[-1].lower().startswith(t.lower() + " ")):
-            continue
-        out.append(t)
+            out[-1] = t
+        else:
+            out.append(t)
     return out
