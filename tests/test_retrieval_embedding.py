@@ -66,6 +66,26 @@ def test_a_sentence_past_the_first_window_is_closest_to_its_own_window(model: mi
     assert best == counts[0] - 1 and float(windows[best] @ query) > float(vectors[0] @ query) + 0.1
 
 
+def test_each_window_is_led_by_the_heading_path_of_its_section(model: minilm.MiniLM) -> None:
+    text = long_text(400)
+    pieces = model.tokenizer.encode(text, add_special_tokens=False).ids
+    second = len(text) // 2  # a section starting mid-text
+    contexts = [(0, "Field guide > Rivers"), (second, "Field guide > Orchards")]
+    heads = [model.tokenizer.encode(c, add_special_tokens=False).ids for _, c in contexts]
+    windows = model.windows(text, contexts)
+    assert model.windows(text, None) == model.windows(text) == model.windows(text, [])
+    assert windows[0][1:1 + len(heads[0])] == heads[0] and windows[-1][1:1 + len(heads[1])] == heads[1]
+    assert all(len(w) <= minilm.MAX_PIECES for w in windows) and len(windows) >= len(model.windows(text))
+    # The text's own pieces are all still there, in order, the context taking room from each window.
+    body = [w[1 + len(heads[0] if w[1:1 + len(heads[0])] == heads[0] else heads[1]):-1] for w in windows]
+    assert body[0] == pieces[:len(body[0])] and body[-1][-1] == pieces[-1]
+    vectors, counts, per_window = model.embed_windows([text, text], [contexts, None])
+    assert counts.tolist() == [len(windows), len(model.windows(text))]
+    assert float(vectors[0] @ vectors[1]) < 0.999  # what the windows are embedded as changed
+    [query] = model.embed(["orchards"])
+    assert float(per_window[len(windows) - 1] @ query) > float(per_window[-1] @ query)
+
+
 def test_short_texts_are_one_window_and_match_the_reference_model(model: minilm.MiniLM) -> None:
     texts = ["A cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by eight percent."]
     assert all(len(model.windows(t)) == 1 for t in texts)
@@ -95,6 +115,8 @@ def test_local_embedder_runs_in_a_worker_process_started_lazily() -> None:
             [(v1, w1), (v2, w2)] = await e.embed_windows(["A cat sat on the mat.", "x " * 2000])
             assert max(abs(x - y) for x, y in zip(a, v1)) < 1e-5 and max(abs(x - y) for x, y in zip(b, v2)) < 1e-5
             assert w1.shape == (1, 384) and w2.shape[0] >= 7 and w2.shape[1] == 384
+            [(v3, w3)] = await e.embed_windows(["x " * 2000], [[(0, "Notes > Letters")]])  # led by a heading path
+            assert w3.shape[0] >= w2.shape[0] and max(abs(x - y) for x, y in zip(v2, v3)) > 1e-3
             await e.aclose()
             assert e.worker_pid is None
             return a

@@ -217,3 +217,57 @@ def test_the_parse_worker_answers_and_fails_files_not_the_server() -> None:
     assert isinstance(image, UnsupportedFile)
     assert isinstance(slow, InvalidFile) and "within 0.001 s" in slow.message
     assert isinstance(big, InvalidFile) and "memory" in big.message
+
+
+def test_headings_are_found_where_they_start_and_the_text_is_unchanged() -> None:
+    from docx import Document
+
+    from assistd.retrieval.parsing import parse_document
+
+    html = ("<html><head><title>Guide &amp; notes</title></head><body><nav><h3>Contents</h3></nav>"
+            "<h1>Guide</h1><p>Intro \ue000text.</p><h2>Install<a href='#i'>\u00b6</a></h2><p>Run it.</p>"
+            "<svg><title>not a heading</title></svg><h3>On <code>Linux</code></h3><p>apt.</p></body></html>").encode()
+    doc = parse_document(html, "g.html")
+    assert doc.text == parse(html, "g.html") and "\ue000" not in doc.text
+    assert [(h.level, h.text) for h in doc.headings] == [
+        (0, "Guide & notes"), (3, "Contents"), (1, "Guide"), (2, "Install\u00b6"), (3, "On Linux")]
+    assert all(doc.text[h.offset:].startswith(h.text) for h in doc.headings)
+
+    md = "Setup\n=====\n\nSome text.\n\n## Linux ##\n\n```\n# not a heading\n```\n\nPorts\n---\n\nmore"
+    doc = parse_document(md.encode(), "notes.md")
+    assert doc.text == md and [(h.level, h.text) for h in doc.headings] == [(1, "Setup"), (2, "Linux"), (2, "Ports")]
+    assert [md[h.offset:h.offset + 8] for h in doc.headings] == ["Setup\n==", "## Linux", "Ports\n--"]
+    assert parse_document(b"# a comment\nx = 1\n", "code.py").headings == []  # only Markdown has # headings
+
+    d = Document()
+    d.add_heading("Handbook", 0)
+    d.add_heading("Leave", 1)
+    d.add_paragraph("Ask your manager.")
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse_document(buf.getvalue(), "h.docx")
+    assert doc.text == "Handbook\n\nLeave\n\nAsk your manager."
+    assert [(h.offset, h.level, h.text) for h in doc.headings] == [(0, 0, "Handbook"), (10, 1, "Leave")]
+    assert parse_document("no headings \ue000 here".encode(), "t.txt").text == "no headings \ue000 here"
+
+
+def test_every_part_of_a_chunk_gets_the_heading_path_it_is_in() -> None:
+    from assistd.retrieval.outline import Heading, Outline
+    from assistd.retrieval.parsing import parse_document
+    from assistd.retrieval.pipeline import split
+
+    outline = Outline([Heading(0, 0, "Python Tutorial \u2014 docs"), Heading(10, 1, "Python Tutorial"),
+                       Heading(50, 2, "Functions\u00b6"), Heading(90, 3, "Defaults"), Heading(200, 2, "Classes")],
+                      title="tutorial.html")
+    assert outline.path_at(5) == ("Python Tutorial \u2014 docs",)  # the <title> replaces the file name
+    assert outline.context_at(120) == "Python Tutorial > Functions > Defaults"  # the h1, without the site's name
+    assert outline.context_at(250) == "Python Tutorial > Classes"
+    assert outline.chunk_contexts(60, 210) == [(0, "Python Tutorial > Functions"),
+                                               (30, "Python Tutorial > Functions > Defaults"),
+                                               (140, "Python Tutorial > Classes")]
+    assert Outline([], title="report.pdf").chunk_contexts(0, 100) == [(0, "report.pdf")]
+
+    md = "# Setup\n\n" + "Install the package and configure it. " * 150 + "\n\n## Ports\n\n" + "Open port 80. " * 150
+    pieces = split(parse_document(md.encode(), "setup.md"), "setup.md", max_tokens=200, overlap=50)
+    assert len(pieces) > 4 and all(p.contexts[0][1].startswith("setup.md > Setup") for p in pieces)
+    assert pieces[-1].contexts[0] == (0, "setup.md > Setup > Ports") and "# " not in pieces[-1].text

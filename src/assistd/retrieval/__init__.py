@@ -1,8 +1,9 @@
 """Retrieval: the library behind vector stores and the ``file_search`` tool.
 
-Pipeline: ``parse`` a file's bytes to text → ``chunk`` it by cl100k_base tokens → ``embed`` the chunks
-(local all-MiniLM-L6-v2 in a worker process, or an upstream ``/embeddings``) → ``HybridIndex.add`` them in
-the caller's transaction. ``HybridIndex.search`` fuses a vector ranking and a keyword ranking (FTS5 bm25 on
+Pipeline: ``parse`` a file's bytes to text (and its headings) → ``chunk`` it by cl100k_base tokens →
+``embed`` the chunks (local all-MiniLM-L6-v2 in a worker process, each model window after its section's
+heading path, ``outline.py``; or an upstream ``/embeddings``) → ``HybridIndex.add`` them in the caller's
+transaction. ``HybridIndex.search`` fuses a vector ranking and a keyword ranking (FTS5 bm25 on
 SQLite, ``ts_rank_cd`` on PostgreSQL) by reciprocal rank fusion, with attribute filters applied in SQL.
 
 Public API (everything else is internal)::
@@ -10,6 +11,8 @@ Public API (everything else is internal)::
     # parsing.py — errors map to last_error.code "unsupported_file" / "invalid_file" (exc.code, exc.message)
     parse(data: bytes, filename: str, content_type: str | None = None, limits: ParseLimits | None = None) -> str
     class ParseError(Exception): code: str; message: str
+    parse_document(data, filename, content_type=None, limits=None) -> ParsedDocument(text, headings)
+        # headings: [Heading(offset, level 0–6, text)] from HTML <title>/<hN>, DOCX Title/Heading N, Markdown
     class UnsupportedFile(ParseError); class InvalidFile(ParseError)
 
     # chunking.py — auto = 800/400; static: 100 <= max <= 4096, 0 <= overlap <= max // 2
@@ -26,6 +29,7 @@ Public API (everything else is internal)::
         async embed(texts: list[str]) -> list[list[float]]; async aclose() -> None
     LocalEmbedder(*, backend: "onnx" | "torch" = "onnx", threads: int | None = None)  # 384 dims
         async warm_up() -> None        # start the worker process + load the model now (else: first embed)
+        async embed_windows(texts, contexts=None) -> [(vector, window vectors [n, 384])]  # contexts: split()'s
         worker_pid: int | None         # the worker process (python -m assistd.retrieval.embedding.worker)
     UpstreamEmbedder(base_url: str, api_key: str, model: str, *, dimensions: int | None = None)
     create_embedder(settings) -> Embedder   # settings.embeddings: "local" (default) | "upstream:MODEL"
@@ -35,11 +39,14 @@ Public API (everything else is internal)::
                            timeout_seconds=120, memory_bytes=2 GiB)
         ParseLimits.from_settings(settings)              # the ASSISTD_PARSE_* settings
     async parse_isolated(data, filename, content_type, limits) -> str   # parse() in a worker process;
+    async parse_document_isolated(…) -> ParsedDocument                  # the same, with the headings;
                                                      # over a limit or a crashed parser → InvalidFile
 
     # pipeline.py — parse (worker process) + chunk (in a thread) + embed; no database
     async prepare(data, filename, content_type, embedder, *, max_tokens=800, overlap=400,
                   limits: ParseLimits | None = None) -> list[IndexedChunk]   # None: from the settings
+    split(document, filename, max_tokens, overlap) -> list[ChunkText(text, tokens, contexts)]
+        # contexts: [(offset in text, heading path)], what the local embedder puts before each window
 
     # index/ — every method runs in the caller's AsyncConnection (Database.write()/read())
     class HybridIndex(*, cache_bytes: int = 512 MiB)   # one per process
@@ -79,11 +86,11 @@ large store searched in two stages); PostgreSQL = tsvector/GIN ``ts_rank_cd`` (w
 migration 0004 (which then adds ``retrieval_chunks.embedding_v``; 0013 ``windows_v``).
 
 Search semantics: each ranking (vector: cosine over the store's chunks, exact; keyword: the query's
-non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of 1/(60 + rank) over the rankings
-that ran, divided by its maximum, so 1.0 = first in both, 0.5 = first in one only. ``score_threshold``
-applies to that fused score. Pass ``query_embedding=None`` for keyword-only or ``query_text=None`` for
-vector-only search. Search a store with the embedder that indexed it (vectors of another length are
-ignored).
+non-stop words OR-ed) keeps its best 60 candidates; fused score = sum of w/(30 + rank) over the rankings
+that ran (w: vector 3, keyword 1), divided by its maximum, so 1.0 = first in both, 0.75 = first by vector
+only. ``score_threshold`` applies to that fused score. Pass ``query_embedding=None`` for keyword-only or
+``query_text=None`` for vector-only search. Search a store with the embedder that indexed it (vectors of
+another length are ignored).
 """
 
 from __future__ import annotations

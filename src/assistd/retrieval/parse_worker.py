@@ -11,8 +11,8 @@ fragmentation, a half-decoded PDF cache), ingestion runs at most a couple of fil
 starting Python is ~50 ms against parses that take tenths of seconds to minutes.
 
 Protocol: stdin = one JSON line ``{"filename", "content_type", "limits": {…}}`` then the file's bytes;
-stdout = one JSON line ``{"ok": true}`` then the text as UTF-8, or ``{"ok": false, "code", "message",
-"detail"}`` (detail: a traceback for a parser bug, logged at DEBUG by the server).
+stdout = one JSON line ``{"ok": true, "headings": [[offset, level, text], …]}`` then the text as UTF-8,
+or ``{"ok": false, "code", "message", "detail"}`` (detail: a traceback for a parser bug, logged at DEBUG by the server).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import sys
 import traceback
 from typing import BinaryIO
 
+from assistd.retrieval.outline import Heading
 from assistd.retrieval.parse_limits import ParseLimits, size
-from assistd.retrieval.parsing import InvalidFile, ParseError, UnsupportedFile, parse
+from assistd.retrieval.parsing import InvalidFile, ParsedDocument, ParseError, UnsupportedFile, parse_document
 
 log = logging.getLogger("assistd.parsing")
 
@@ -37,12 +38,18 @@ _ERRORS = {"invalid_file": InvalidFile, "unsupported_file": UnsupportedFile}
 
 async def parse_isolated(data: bytes, filename: str, content_type: str | None, limits: ParseLimits) -> str:
     """``parsing.parse`` in a worker process bounded in memory, CPU and wall-clock time."""
+    return (await parse_document_isolated(data, filename, content_type, limits)).text
+
+
+async def parse_document_isolated(data: bytes, filename: str, content_type: str | None,
+                                  limits: ParseLimits) -> ParsedDocument:
+    """``parsing.parse_document`` in the worker process (as ``parse_isolated``)."""
     import asyncio  # here: the worker itself starts faster without it
 
     return await asyncio.to_thread(_run_worker, data, filename, content_type, limits)
 
 
-def _run_worker(data: bytes, filename: str, content_type: str | None, limits: ParseLimits) -> str:
+def _run_worker(data: bytes, filename: str, content_type: str | None, limits: ParseLimits) -> ParsedDocument:
     header = json.dumps({"filename": filename, "content_type": content_type,
                          "limits": dataclasses.asdict(limits)}).encode() + b"\n"
     # subprocess (not the event loop's machinery: uvloop ignores close_fds) from a thread: the worker
@@ -69,7 +76,8 @@ def _run_worker(data: bytes, filename: str, content_type: str | None, limits: Pa
     except ValueError:
         answer = None
     if isinstance(answer, dict) and answer.get("ok") is True and proc.returncode == 0:
-        return rest.decode("utf-8", "replace")
+        return ParsedDocument(rest.decode("utf-8", "replace"),
+                              [Heading(int(o), int(level), str(t)) for o, level, t in answer.get("headings") or []])
     if isinstance(answer, dict) and answer.get("ok") is False:
         if answer.get("detail"):
             log.debug("parser error on %s:\n%s", filename, answer["detail"])
@@ -110,7 +118,7 @@ def main() -> None:
     filename = request["filename"]
     try:
         data = sys.stdin.buffer.read()
-        text = parse(data, filename, request["content_type"], limits)
+        document = parse_document(data, filename, request["content_type"], limits)
     except ParseError as exc:
         _answer(out, {"ok": False, "code": exc.code, "message": exc.message})
     except MemoryError:
@@ -121,7 +129,8 @@ def main() -> None:
                       "message": f"{filename} could not be parsed ({type(exc).__name__}: {exc})"[:1000],
                       "detail": traceback.format_exc()})
     else:
-        _answer(out, {"ok": True}, text)
+        _answer(out, {"ok": True, "headings": [[h.offset, h.level, h.text] for h in document.headings]},
+                document.text)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import codecs
 import csv
 import io
 import json
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
+from assistd.retrieval.outline import Heading, markdown_headings
 from assistd.retrieval.parse_limits import LimitExceeded, ParseLimits, check_zip, pdf_budget, size
 
 
@@ -52,27 +54,69 @@ _MIME = {"text/html": "html", "application/xhtml+xml": "html", "application/json
 _NAMED = {"doc": "legacy .doc", "ppt": "legacy .ppt", "pptx": ".pptx", "xls": "spreadsheet", "xlsx": "spreadsheet"}
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    text: str
+    headings: list[Heading]
+    """The title and headings the format marks (HTML, DOCX, Markdown), by offset in ``text``; see outline.py."""
+
+
 def parse(data: bytes, filename: str, content_type: str | None = None, limits: ParseLimits | None = None) -> str:
     """The file's text, stripped; raises ``UnsupportedFile`` or ``InvalidFile``. Bounds decompression and
     the text's size; time and memory only in a worker (``parse_worker.parse_isolated``)."""
+    return parse_document(data, filename, content_type, limits).text
+
+
+def parse_document(data: bytes, filename: str, content_type: str | None = None,
+                   limits: ParseLimits | None = None) -> ParsedDocument:
+    """``parse`` with the document's headings."""
     limits = limits or ParseLimits()
     kind = _kind(data, filename, content_type)
     if not data:
         raise InvalidFile(f"{filename} is empty")
     parser = {"text": _text, "html": _html, "json": _json, "csv": _csv, "pdf": _pdf, "docx": _docx}[kind]
+    marked: list[tuple[int, str]] = []
     try:
-        text = parser(data, limits)
+        text = parser(data, limits) if kind not in ("html", "docx") else parser(data, limits, marked)
     except LimitExceeded as exc:
         raise InvalidFile(f"{filename}: {exc}") from None
     except RecursionError:  # JSON nested thousands deep, and the like
         raise InvalidFile(f"{filename} is nested too deeply to parse") from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "").strip()
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    text, headings = _take_marks(text, marked) if marked else (text.strip(), [])
     if not text:
         raise InvalidFile(f"{filename} contains no text to index")
     if len(text) > limits.max_bytes:
         raise InvalidFile(f"{filename} yields more than {size(limits.max_bytes)} of text")
     _check_tokens(text, limits.max_tokens, filename)
-    return text
+    if kind == "text" and _is_markdown(filename, content_type):
+        headings = markdown_headings(text)
+    return ParsedDocument(text, headings)
+
+
+# Where a parser saw a heading start: removed from the text by ``_take_marks``, and from the document's own
+# text before parsing (a private-use character: no real text is lost).
+_MARK = "\ue000"
+
+
+def _take_marks(text: str, marked: list[tuple[int, str]]) -> tuple[str, list[Heading]]:
+    """The text without marks, stripped, and a heading per mark (``marked``: (level, text), in order)."""
+    pieces = text.split(_MARK)
+    offsets, position = [], len(pieces[0])
+    for piece in pieces[1:]:
+        offsets.append(position)
+        position += len(piece)
+    joined = "".join(pieces)
+    lead = len(joined) - len(joined.lstrip())
+    text = joined.strip()
+    return text, [Heading(min(max(o - lead, 0), len(text)), level, title)
+                  for o, (level, title) in zip(offsets, marked, strict=False)]
+
+
+def _is_markdown(filename: str, content_type: str | None) -> bool:
+    ext = PurePosixPath(filename.replace("\\", "/")).suffix.lower().lstrip(".")
+    return ext in ("md", "markdown", "mdx") or (content_type or "").split(";")[0].strip().lower() in (
+        "text/markdown", "text/x-markdown")
 
 
 _TOKEN_SLICE = 1_000_000  # characters tokenized at a time: the ids of one slice are all that is held
@@ -134,10 +178,14 @@ class _HtmlText(HTMLParser):
     _BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
               "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "dt", "dd", "hr", "main", "nav"}
 
-    def __init__(self) -> None:
+    _HEADINGS = {"title": 0, "h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+
+    def __init__(self, marked: list[tuple[int, str]]) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skipping = 0
+        self.marked = marked  # (level, text) of each heading, in order; a _MARK in the text where each starts
+        self.heading: tuple[int, list[str]] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
@@ -146,22 +194,34 @@ class _HtmlText(HTMLParser):
             self.parts.append("\n")
         elif tag in ("td", "th"):
             self.parts.append(" ")
+        if tag in self._HEADINGS and not self.skipping and self.heading is None:
+            self.parts.append(_MARK)
+            self.heading = (self._HEADINGS[tag], [])
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self.skipping = max(0, self.skipping - 1)
         elif tag in self._BLOCK:
             self.parts.append("\n\n" if tag in ("p", "title") or tag.startswith("h") else "\n")
+        if self.heading is not None and self._HEADINGS.get(tag) == self.heading[0]:
+            self.marked.append((self.heading[0], "".join(self.heading[1])))
+            self.heading = None
 
     def handle_data(self, data: str) -> None:
         if not self.skipping:
+            data = data.replace(_MARK, "")
             self.parts.append(data)
+            if self.heading is not None:
+                self.heading[1].append(data)
 
 
-def _html(data: bytes, limits: ParseLimits) -> str:
-    parser = _HtmlText()
+def _html(data: bytes, limits: ParseLimits, marked: list[tuple[int, str]]) -> str:
+    """The text, a ``_MARK`` where each heading starts (its level and text appended to ``marked``)."""
+    parser = _HtmlText(marked)
     parser.feed(_decode(data))
     parser.close()
+    if parser.heading is not None:  # a heading never closed: it still starts where its mark is
+        marked.append((parser.heading[0], "".join(parser.heading[1])))
     lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
     text = "\n".join(lines)
     while "\n\n\n" in text:
@@ -217,7 +277,7 @@ def _pdf(data: bytes, limits: ParseLimits) -> str:
     return text
 
 
-def _docx(data: bytes, limits: ParseLimits) -> str:
+def _docx(data: bytes, limits: ParseLimits, marked: list[tuple[int, str]]) -> str:
     import zipfile
 
     from docx import Document
@@ -231,8 +291,28 @@ def _docx(data: bytes, limits: ParseLimits) -> str:
         raise InvalidFile(f"unreadable DOCX: {exc}") from None
     except Exception as exc:  # python-docx raises its own and lxml's errors on malformed parts
         raise InvalidFile(f"unreadable DOCX: {exc}") from None
-    parts = [p.text for p in doc.paragraphs]
+    parts = []
+    for p in doc.paragraphs:
+        text = p.text.replace(_MARK, "")
+        level = _docx_heading_level(p) if text.strip() else None
+        if level is not None:
+            marked.append((level, text))
+            text = _MARK + text
+        parts.append(text)
     for table in doc.tables:
         for row in table.rows:
-            parts.append(" | ".join(cell.text.strip() for cell in row.cells))
+            parts.append(" | ".join(cell.text.replace(_MARK, "").strip() for cell in row.cells))
     return "\n\n".join(p for p in parts if p.strip())
+
+
+def _docx_heading_level(paragraph: object) -> int | None:
+    """0 for a Title paragraph, N for "Heading N", else None (styles are the document's: read defensively)."""
+    try:
+        name = str(paragraph.style.name or "")  # type: ignore[attr-defined]
+    except Exception:  # a style part python-docx cannot resolve
+        return None
+    if name == "Title":
+        return 0
+    if name.startswith("Heading ") and name[8:].isdigit():
+        return min(max(int(name[8:]), 1), 6)
+    return None

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from assistd.retrieval.embedding import minilm
@@ -72,14 +73,17 @@ class LocalEmbedder:
             vectors.extend(np.frombuffer(raw, np.float32).reshape(-1, self.dimensions).tolist())
         return vectors
 
-    async def embed_windows(self, texts: list[str]) -> list[tuple[list[float], np.ndarray]]:
-        """Per text: its vector (as ``embed``) and its windows' vectors, float32 [windows, 384]."""
+    async def embed_windows(self, texts: list[str], contexts: Sequence[Sequence[tuple[int, str]] | None] | None = None
+                            ) -> list[tuple[list[float], np.ndarray]]:
+        """Per text: its vector (as ``embed``) and its windows' vectors, float32 [windows, 384]. ``contexts``:
+        per text, where its sections start and their heading paths (each window is embedded after its own)."""
         import numpy as np
 
         out: list[tuple[list[float], np.ndarray]] = []
         for start in range(0, len(texts), CALL_TEXTS):
             batch = texts[start:start + CALL_TEXTS]
-            raw = await asyncio.to_thread(self._call, batch, True)
+            raw = await asyncio.to_thread(self._call, batch, True,
+                                          None if contexts is None else list(contexts[start:start + CALL_TEXTS]))
             counts = np.frombuffer(raw, "<u4", len(batch))
             floats = np.frombuffer(raw, np.float32, offset=4 * len(batch)).reshape(-1, self.dimensions)
             vectors, windows = floats[:len(batch)], floats[len(batch):]
@@ -93,8 +97,13 @@ class LocalEmbedder:
             [sys.executable, "-m", "assistd.retrieval.embedding.worker", self.backend, str(self.threads or 0)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-    def _call(self, texts: list[str], windows: bool = False) -> bytes:
-        body = json.dumps({"texts": texts, "windows": True} if windows else texts).encode()
+    def _call(self, texts: list[str], windows: bool = False,
+              contexts: list[Sequence[tuple[int, str]] | None] | None = None) -> bytes:
+        request: object = texts
+        if windows:
+            request = {"texts": texts, "windows": True} if contexts is None else \
+                {"texts": texts, "windows": True, "contexts": contexts}
+        body = json.dumps(request).encode()
         with self._lock:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:

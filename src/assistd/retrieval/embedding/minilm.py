@@ -9,11 +9,18 @@ into windows of ``WINDOW`` pieces (``WINDOW_OVERLAP`` shared between neighbours)
 vector is the mean of its windows' vectors weighted by their piece counts, L2-normalised again.
 ``embed_windows`` also returns the windows' own vectors: search scores a chunk by its best window, which
 finds a sentence the average dilutes (a chunk of 800 tokens is three windows).
+
+Context: ``embed_windows`` may be given, per text, where its sections start and their heading path
+(``outline.Outline.chunk_contexts``). Each window then starts with the path of the section its first
+word is in (at most ``CONTEXT_PIECES`` pieces, keeping the deepest headings), and holds that many fewer
+of the text's pieces: every window says what it is about, not only the one holding the heading.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +29,7 @@ import numpy as np
 MAX_PIECES = 256  # the model's max_seq_length (sentence_bert_config.json), [CLS] and [SEP] included
 WINDOW = MAX_PIECES - 2
 WINDOW_OVERLAP = 32
+CONTEXT_PIECES = 64  # at most this many of a window's pieces are its heading path
 DIMENSIONS = 384
 MODEL_NAME = "all-MiniLM-L6-v2"
 BATCH_PIECES = 2048  # padded word pieces per forward pass: 8 full windows. Larger batches were no faster
@@ -96,26 +104,48 @@ class MiniLM:
         self.cls, self.sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
         self.backend: _Backend = OnnxBackend(threads) if backend == "onnx" else TorchBackend(threads)
 
-    def windows(self, text: str) -> list[list[int]]:
-        """The word-piece windows of one text, each framed by [CLS] … [SEP]."""
-        pieces = self.tokenizer.encode(text, add_special_tokens=False).ids
-        stride = WINDOW - WINDOW_OVERLAP
-        starts = range(0, max(len(pieces) - WINDOW_OVERLAP, 1), stride) if len(pieces) > WINDOW else [0]
-        return [[self.cls, *pieces[s:s + WINDOW], self.sep] for s in starts]
+    def windows(self, text: str, contexts: Sequence[tuple[int, str]] | None = None) -> list[list[int]]:
+        """The word-piece windows of one text, each framed by [CLS] … [SEP]; with ``contexts`` ((character
+        offset in ``text``, heading path) where each section starts), each led by its section's path."""
+        return [window for window, _ in self._windows(text, contexts)]
+
+    def _windows(self, text: str, contexts: Sequence[tuple[int, str]] | None) -> list[tuple[list[int], int]]:
+        """(window, how many of the text's pieces it holds) for each window of ``text``."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        pieces = encoding.ids
+        marks = sorted((int(o), c) for o, c in contexts or () if c)
+        heads = {c: self.tokenizer.encode(c, add_special_tokens=False).ids[-CONTEXT_PIECES:] for _, c in marks}
+        offsets = [o for o, _ in marks]
+        out: list[tuple[list[int], int]] = []
+        s = 0
+        while True:
+            head: list[int] = []
+            if marks:
+                at = encoding.offsets[s][0] if s < len(pieces) else 0
+                i = bisect_right(offsets, at)
+                head = heads[marks[i - 1][1]] if i else []
+            n = WINDOW - len(head)
+            out.append(([self.cls, *head, *pieces[s:s + n], self.sep], len(pieces[s:s + n])))
+            if s + n >= len(pieces):
+                return out
+            s += n - WINDOW_OVERLAP
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.embed_windows(texts)[0]
 
-    def embed_windows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def embed_windows(self, texts: list[str], contexts: Sequence[Sequence[tuple[int, str]] | None] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(chunk vectors [n, 384], window counts [n], window vectors [sum of counts, 384] in text order)."""
         windows: list[list[int]] = []
+        sizes: list[int] = []
         owner: list[int] = []
         for i, text in enumerate(texts):
-            for window in self.windows(text):
+            for window, size in self._windows(text, contexts[i] if contexts else None):
                 windows.append(window)
+                sizes.append(size)
                 owner.append(i)
         vectors = self._embed_windows(windows)
-        weights = np.array([len(w) - 2 for w in windows], np.float32)[:, None]
+        weights = np.array(sizes, np.float32)[:, None]
         out = np.zeros((len(texts), vectors.shape[1]), np.float32)
         np.add.at(out, np.array(owner, np.int64), vectors * np.maximum(weights, 1.0))
         counts = np.bincount(np.array(owner, np.int64), minlength=len(texts)).astype(np.uint32)

@@ -1,7 +1,8 @@
 """The embedding worker process: ``python -m assistd.retrieval.embedding.worker BACKEND THREADS``.
 
 Protocol on stdin/stdout, one request at a time: a request is a 4-byte big-endian length and that many
-bytes of UTF-8 JSON (a list of texts, or ``{"texts": [...], "windows": true}``); the reply is a status byte
+bytes of UTF-8 JSON (a list of texts, or ``{"texts": [...], "windows": true, "contexts": [...]}``, contexts
+optional: per text null or its ``[[offset, heading path], …]``, see minilm.py); the reply is a status byte
 (0 = ok, 1 = error), a 4-byte length and either float32 little-endian bytes of the [len(texts), 384] matrix
 (with ``windows``: preceded by uint32 little-endian window counts per text and followed by the windows'
 [sum of counts, 384] matrix) or a UTF-8 error message. EOF on stdin
@@ -44,7 +45,7 @@ def serve(backend: str, threads: int | None) -> None:
                 model = MiniLM(backend, threads)
             request = json.loads(body)
             if isinstance(request, dict) and request.get("windows"):
-                vectors, counts, windows = model.embed_windows(request["texts"])
+                vectors, counts, windows = model.embed_windows(request["texts"], request.get("contexts"))
                 reply = counts.astype("<u4").tobytes() + vectors.tobytes() + windows.tobytes()
             else:
                 reply = model.embed(request).tobytes()
