@@ -74,10 +74,14 @@ def parse_document(data: bytes, filename: str, content_type: str | None = None,
     kind = _kind(data, filename, content_type)
     if not data:
         raise InvalidFile(f"{filename} is empty")
-    parser = {"text": _text, "html": _html, "json": _json, "csv": _csv, "pdf": _pdf, "docx": _docx}[kind]
-    marked: list[tuple[int, str]] = []
+    marked: list[tuple[int, str]] = []  # (offset, heading) found by the parsers that know headings
     try:
-        text = parser(data, limits) if kind not in ("html", "docx") else parser(data, limits, marked)
+        if kind == "html":
+            text = _html(data, limits, marked)
+        elif kind == "docx":
+            text = _docx(data, limits, marked)
+        else:
+            text = {"text": _text, "json": _json, "csv": _csv, "pdf": _pdf}[kind](data, limits)
     except LimitExceeded as exc:
         raise InvalidFile(f"{filename}: {exc}") from None
     except RecursionError:  # JSON nested thousands deep, and the like

@@ -101,7 +101,11 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
         self.tokenizer.no_truncation()  # windows are cut below; truncation would drop text silently
         self.tokenizer.no_padding()
-        self.cls, self.sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        cls, sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise RuntimeError("the tokenizer has no [CLS]/[SEP] token")
+        self.cls: int = cls
+        self.sep: int = sep
         self.backend: _Backend = OnnxBackend(threads) if backend == "onnx" else TorchBackend(threads)
 
     def windows(self, text: str, contexts: Sequence[tuple[int, str]] | None = None) -> list[list[int]]:

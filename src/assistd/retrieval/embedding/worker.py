@@ -15,10 +15,10 @@ import json
 import os
 import struct
 import sys
-from typing import BinaryIO
+from typing import IO
 
 
-def read_exact(stream: BinaryIO, n: int) -> bytes | None:
+def read_exact(stream: IO[bytes], n: int) -> bytes | None:
     data = b""
     while len(data) < n:
         part = stream.read(n - len(data))

@@ -62,15 +62,15 @@ def fuse(rankings: dict[str, list[int] | None], limit: int) -> list[tuple[int, f
     in every list that ran), so a chunk ranked first by both the vector and the keyword search scores 1.0.
     A ranking given as None did not run (no query vector, or no searchable words) and does not count.
     """
-    active = [name for name, ids in rankings.items() if ids is not None]
+    active = {name: ids for name, ids in rankings.items() if ids is not None}
     if not active:
         return []
     best = sum(WEIGHTS.get(name, 1.0) for name in active) / (RRF_K + 1)
     scores: dict[int, float] = {}
     ranks: dict[int, dict[str, int]] = {}
-    for name in active:
+    for name, ids in active.items():
         weight = WEIGHTS.get(name, 1.0)
-        for rank, chunk_id in enumerate(rankings[name], start=1):
+        for rank, chunk_id in enumerate(ids, start=1):
             scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (RRF_K + rank)
             ranks.setdefault(chunk_id, {})[name] = rank
     top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
