@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import openai
 from openai import AsyncOpenAI
+
+from assistd.retrieval.embedding import EmbeddingUnavailable
 
 # OpenAI accepts up to 2048 inputs and ~300k tokens per request; stay well inside both (chunks are at
 # most 4096 tokens, ~4 characters a token).
@@ -49,8 +53,12 @@ class UpstreamEmbedder:
 
         async def run(start: int, batch: list[str]) -> None:
             async with gate:
-                extra = {"dimensions": self._requested} if self._requested else {}
-                resp = await self.client.embeddings.create(model=self.model, input=batch, **extra)
+                extra: dict[str, Any] = {"dimensions": self._requested} if self._requested else {}
+                try:
+                    resp = await self.client.embeddings.create(model=self.model, input=batch, **extra)
+                except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
+                    # After the client's own retries: the upstream is down or overloaded, not wrong.
+                    raise EmbeddingUnavailable(f"{type(exc).__name__}: {exc}") from exc
             for item in resp.data:
                 out[start + item.index] = list(item.embedding)
 
