@@ -236,22 +236,95 @@ def test_concurrent_writes_all_land(client):
     ("postgresql://u@/db?host=/var/run/postgresql", {}, {"ssl": False}),
     ("postgresql+asyncpg://u@127.0.0.2/db", {}, {"ssl": False}),
     # an explicit setting is never weakened, nor a remote host touched
-    ("postgresql://u@127.0.0.1/db?ssl=require", {}, {}),
-    ("postgresql://u@127.0.0.1/db?sslmode=verify-full", {}, {}),
+    ("postgresql://u@127.0.0.1/db?ssl=require", {}, {"ssl": "require"}),
+    ("postgresql://u@127.0.0.1/db?sslmode=verify-full", {}, {"ssl": "verify-full"}),
     ("postgresql://u@127.0.0.1/db", {"PGSSLMODE": "require"}, {}),
     ("postgresql://u@db.example.com/db", {}, {}),
     ("postgresql://u@10.0.0.5/db", {}, {}),
     ("postgresql://u@/db?host=127.0.0.1:5432,db.example.com:5432", {}, {}),
-    ("sqlite:///x.db", {}, {}),
 ])
 def test_tls_is_off_only_for_local_postgres_urls_that_say_nothing_of_it(monkeypatch, url, env, args):
-    from assistd.store.pg_tls import local_tls_args
+    from assistd.store.pg_tls import pg_connect
 
     for name in ("PGSSLMODE", "PGSSLNEGOTIATION", "PGHOST"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert local_tls_args(url) == args
+    assert pg_connect(url).kwargs == args
+
+
+_SPELLINGS = [  # (query, the ssl= every connection gets)
+    ("sslmode=disable", False), ("ssl=disable", False), ("ssl=false", False),
+    ("sslmode=allow", "allow"), ("ssl=allow", "allow"),
+    ("sslmode=prefer", "prefer"), ("ssl=prefer", "prefer"),
+    ("sslmode=require", "require"), ("ssl=require", "require"),
+    ("sslmode=verify-ca", "verify-ca"), ("ssl=verify-ca", "verify-ca"),
+    ("sslmode=verify-full", "verify-full"), ("ssl=verify-full", "verify-full"), ("ssl=true", "verify-full"),
+    ("sslmode=require&ssl=require", "require"),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("query", "ssl"), _SPELLINGS)
+def test_every_connection_gets_the_same_tls_setting_from_either_spelling(monkeypatch, query, ssl):
+    """The SQLAlchemy pool, the fast readers and the event bus each call ``asyncpg.connect``: all three with
+    the same ``ssl=`` and a DSN or keywords carrying no TLS parameter (asyncpg would send it to the server)."""
+    import asyncpg
+
+    from assistd.events.postgres import PostgresBus
+    from assistd.store.errors import FastReadUnavailable
+
+    for name in ("PGSSLMODE", "PGSSLNEGOTIATION", "PGHOST"):
+        monkeypatch.delenv(name, raising=False)
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        raise ConnectionRefusedError("recorded")
+
+    monkeypatch.setattr(asyncpg, "connect", connect)
+    url = "postgresql://u@127.0.0.1:5432/db" + (f"?{query}" if query else "")
+
+    async def open_all() -> None:
+        db = Database(url, pool_size=1)
+        with pytest.raises(ConnectionRefusedError):
+            async with db.read():
+                pass
+        with pytest.raises(FastReadUnavailable):
+            await db.fetch_row("SELECT 1", [])
+        with pytest.raises(ConnectionRefusedError):
+            await PostgresBus(url).start()
+        await db.close()
+
+    asyncio.run(open_all())
+    assert len(calls) == 3
+    for args, kwargs in calls:
+        assert kwargs["ssl"] == ssl
+        text = " ".join(map(str, args)) + " " + " ".join(f"{k}={v}" for k, v in kwargs.items() if k != "ssl")
+        assert "ssl" not in text and "server_settings" not in kwargs
+
+
+def test_certificate_files_make_one_context_for_every_connection(tmp_path):
+    import ssl as ssl_module
+    import subprocess
+
+    from assistd.store.pg_tls import pg_connect
+
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=t", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    url = f"postgresql://u@db.example.com/db?sslmode=verify-ca&sslrootcert={cert}&sslcert={cert}&sslkey={key}"
+    dsn, kwargs = pg_connect(url)
+    assert dsn == "postgresql://u@db.example.com/db"
+    context = kwargs["ssl"]
+    assert isinstance(context, ssl_module.SSLContext)
+    assert context.verify_mode == ssl_module.CERT_REQUIRED and not context.check_hostname
+    with pytest.raises(ValueError, match="sslmode=require"):
+        pg_connect(f"postgresql://u@db.example.com/db?sslmode=prefer&sslcert={cert}")
+    with pytest.raises(ValueError, match="disagree"):
+        pg_connect("postgresql://u@db.example.com/db?sslmode=disable&ssl=require")
+    with pytest.raises(ValueError, match="not one of"):
+        pg_connect("postgresql://u@db.example.com/db?sslmode=sometimes")
 
 
 def test_an_explicit_tls_requirement_is_kept(is_postgres, database_url):
@@ -280,3 +353,23 @@ async def _server_tls(url: str) -> bool:
         return await conn.fetchval("SHOW ssl") == "on"
     finally:
         await conn.close()
+
+
+def test_a_server_answers_a_run_with_tls_spelled_either_way(is_postgres, database_url, upstream, tmp_path):
+    """``serve`` opens all three kinds of connection (pool, fast readers, event bus): each spelling of the
+    URL's TLS setting gets a run done; ``sslmode=require`` too when the local server has TLS on."""
+    from tests.run_helpers import fresh_database, new_assistant, new_thread, sdk, serve, server_env, wait_run
+
+    if not is_postgres:
+        pytest.skip("PostgreSQL only")
+    queries = ["sslmode=disable", "ssl=disable"]
+    if asyncio.run(_server_tls(database_url)):
+        queries += ["sslmode=require", "ssl=require"]
+    with fresh_database(database_url, tmp_path) as url:
+        for query in queries:
+            with serve(server_env(f"{url}?{query}", upstream, tmp_path)) as proc:
+                client = sdk(proc)
+                thread = new_thread(client, f"[reply: over {query}]")
+                run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id)
+                assert wait_run(client, thread.id, run.id, "completed")["status"] == "completed", query
+                assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "completed"

@@ -152,3 +152,91 @@ def test_needle_among_filler_and_default_limit(client):
     assert len(page["data"]) == 10  # the spec's default max_num_results
     store = assert_schema(client.vector_stores.retrieve(made.id), "VectorStoreObject")
     assert store["file_counts"]["completed"] == 51 and store["usage_bytes"] > 0
+
+
+# --- an embedding model out of reach: a 503 to retry, never a 500 ---------------------------------------
+
+
+def _models_file(tmp_path, upstream) -> str:
+    """Chat goes to the scripted upstream; embeddings to ``ASSISTD_LLM_BASE_URL`` (the ``default`` upstream)."""
+    path = tmp_path / "models.toml"
+    path.write_text(f'[upstreams.chat]\nbase_url = "{upstream.url}/v1"\n\n[models."*"]\nupstream = "chat"\n')
+    return str(path)
+
+
+def _embeddings_env(database_url, upstream, tmp_path, embeddings_url: str) -> dict[str, str]:
+    from tests.run_helpers import server_env
+
+    return server_env(database_url, upstream, tmp_path, ASSISTD_LLM_BASE_URL=embeddings_url,
+                      ASSISTD_EMBEDDINGS="upstream:text-embedding-3-small",
+                      ASSISTD_MODELS_FILE=_models_file(tmp_path, upstream))
+
+
+def _search_raw(proc, store_id: str):
+    import httpx
+
+    return httpx.post(f"{proc.url}/v1/vector_stores/{store_id}/search", json={"query": "anything"}, timeout=60,
+                      headers={"Authorization": "Bearer sk-any", "OpenAI-Beta": "assistants=v2"})
+
+
+def _assert_retry_later(response) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "embedding model cannot be reached" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_search_and_a_file_search_run_with_the_embeddings_upstream_down(database_url, upstream, tmp_path):
+    from tests.run_helpers import new_assistant, new_thread, sdk, serve, wait_run
+    from tests.servers import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    with serve(_embeddings_env(database_url, upstream, tmp_path, closed)) as proc:
+        client = sdk(proc)
+        store_id = client.vector_stores.create(name="embeddings down").id
+        _assert_retry_later(_search_raw(proc, store_id))
+        assistant = new_assistant(client, tools=[{"type": "file_search"}],
+                                  tool_resources={"file_search": {"vector_store_ids": [store_id]}})
+        thread = new_thread(client, '[tool: file_search {"query": "anything"}] [cite]')
+        run = client.beta.threads.runs.create(thread.id, assistant_id=assistant.id)
+        ended = wait_run(client, thread.id, run.id, {"completed", "failed"})
+    assert ended["status"] == "failed"
+    assert ended["last_error"]["code"] == "server_error"
+    assert "embedding model cannot be reached" in ended["last_error"]["message"]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_search_answers_503_while_the_embeddings_upstream_refuses(database_url, upstream, tmp_path, status):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.run_helpers import sdk, serve
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"error": {"message": "busy", "type": "server_error", "param": null, "code": null}}'
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("retry-after-ms", "1")  # the openai client retries at once, not after its back-off
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    refusing = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    thread = threading.Thread(target=refusing.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{refusing.server_address[1]}/v1"
+        with serve(_embeddings_env(database_url, upstream, tmp_path, url)) as proc:
+            client = sdk(proc)
+            store_id = client.vector_stores.create(name="embeddings refused").id
+            _assert_retry_later(_search_raw(proc, store_id))
+    finally:
+        refusing.shutdown()
+        refusing.server_close()
+        thread.join()

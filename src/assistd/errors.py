@@ -68,6 +68,17 @@ class RateLimited(APIError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(APIError):
+    """503 ``server_error``: something the server depends on is out of reach for now; retry after a moment."""
+
+    status_code = 503
+    type = "server_error"
+    retry_after = 1
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The server is temporarily unable to serve this request: {reason}. Please retry shortly.")
+
+
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from assistd.api.request_body import JSON_INVALID
 from assistd.api.responses import json_response
-from assistd.errors import APIError, RateLimited, error_body
+from assistd.errors import APIError, RateLimited, ServiceUnavailable, error_body
 
 log = logging.getLogger("assistd")
 
@@ -175,7 +175,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> Response:
         response = json_response(exc.body(), exc.status_code)
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, (RateLimited, ServiceUnavailable)):
             response.headers["retry-after"] = str(exc.retry_after)
         return response
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -24,7 +23,7 @@ import orjson
 
 from assistd.events.base import Event
 from assistd.events.relay import RETRY_SECONDS, RelayBus, why
-from assistd.store.pg_tls import local_tls_args
+from assistd.store.pg_tls import pg_connect
 
 log = logging.getLogger("assistd.events")
 
@@ -35,11 +34,6 @@ MAX_PAYLOAD = 7900  # Postgres rejects payloads of 8000 bytes or more; headroom 
 _HEADER_ROOM = 64  # publisher (12) + seq + "i/n" + spaces, generously
 _NOTIFY = "SELECT pg_notify($1, $2)"
 _HEALTH_SECONDS = 10.0  # the listening connection is probed this often: NOTIFY alone never notices a dead TCP peer
-
-
-def plain_dsn(url: str) -> str:
-    """``postgresql+asyncpg://…`` (SQLAlchemy style) → ``postgresql://…`` (asyncpg style)."""
-    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
 
 
 def split_utf8(body: bytes, size: int) -> list[str]:
@@ -59,8 +53,7 @@ def split_utf8(body: bytes, size: int) -> list[str]:
 class PostgresBus(RelayBus):
     def __init__(self, dsn: str) -> None:
         super().__init__()
-        self.dsn = plain_dsn(dsn)
-        self._tls = local_tls_args(self.dsn)
+        self.dsn, self._tls = pg_connect(dsn)
         self.id = secrets.token_hex(6)
         self._own = self.id + " "
         self._seq = 0

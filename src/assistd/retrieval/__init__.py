@@ -102,7 +102,8 @@ from typing import TYPE_CHECKING, Any
 # worker, which lives inside it — loads only the modules actually needed.
 _EXPORTS = {
     "Chunk": "chunking", "ChunkingError": "chunking", "chunk": "chunking", "strategy_params": "chunking",
-    "Embedder": "embedding", "LocalEmbedder": "embedding.local", "UpstreamEmbedder": "embedding.upstream",
+    "Embedder": "embedding", "EmbeddingUnavailable": "embedding", "LocalEmbedder": "embedding.local",
+    "UpstreamEmbedder": "embedding.upstream",
     "create_embedder": "embedding", "FilterError": "filters", "validate_filter": "filters",
     "HybridIndex": "index.hybrid", "IndexedChunk": "index.types", "SearchHit": "index.types",
     "RANKERS": "index.types", "InvalidFile": "parsing", "ParseError": "parsing", "UnsupportedFile": "parsing",
@@ -111,7 +112,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from assistd.retrieval.chunking import Chunk, ChunkingError, chunk, strategy_params
-    from assistd.retrieval.embedding import Embedder, create_embedder
+    from assistd.retrieval.embedding import Embedder, EmbeddingUnavailable, create_embedder
     from assistd.retrieval.embedding.local import LocalEmbedder
     from assistd.retrieval.embedding.upstream import UpstreamEmbedder
     from assistd.retrieval.filters import FilterError, validate_filter
@@ -132,7 +133,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "RANKERS", "Chunk", "ChunkingError", "Embedder", "FilterError", "HybridIndex", "IndexedChunk", "InvalidFile",
-    "LocalEmbedder", "ParseError", "SearchHit", "UnsupportedFile", "UpstreamEmbedder", "chunk", "count_tokens",
-    "create_embedder", "parse", "prepare", "strategy_params", "validate_filter",
+    "RANKERS", "Chunk", "ChunkingError", "Embedder", "EmbeddingUnavailable", "FilterError", "HybridIndex",
+    "IndexedChunk", "InvalidFile", "LocalEmbedder", "ParseError", "SearchHit", "UnsupportedFile", "UpstreamEmbedder",
+    "chunk", "count_tokens", "create_embedder", "parse", "prepare", "strategy_params", "validate_filter",
 ]

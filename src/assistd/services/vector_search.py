@@ -17,14 +17,26 @@ For other services::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from assistd import ids
-from assistd.errors import InvalidRequest
-from assistd.retrieval import RANKERS, Embedder, FilterError, HybridIndex, SearchHit, create_embedder, validate_filter
+from assistd.errors import InvalidRequest, ServiceUnavailable
+from assistd.retrieval import (
+    RANKERS,
+    Embedder,
+    EmbeddingUnavailable,
+    FilterError,
+    HybridIndex,
+    SearchHit,
+    create_embedder,
+    validate_filter,
+)
 from assistd.services import vector_stores
 from assistd.store.db import Database
+
+log = logging.getLogger("assistd.retrieval")
 
 __all__ = ["Retrieval", "SearchHit", "check_filters", "search"]
 
@@ -84,7 +96,11 @@ async def search(db: Database, index: HybridIndex, embedder: Embedder, project_i
     texts = [q for q in queries if q.strip()]  # an empty query matches nothing (and embedders refuse it)
     if not texts or not store_ids:
         return []
-    vectors = await embedder.embed(texts)
+    try:
+        vectors = await embedder.embed(texts)
+    except EmbeddingUnavailable as exc:
+        log.warning("search: the embedding model is unavailable (%s)", exc)
+        raise ServiceUnavailable("its embedding model cannot be reached") from exc
     best: dict[tuple[str, str, int], SearchHit] = {}
     async with db.read() as conn:
         for text, vector in zip(texts, vectors, strict=True):

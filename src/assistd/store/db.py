@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from assistd.private_files import private_dir, private_file
 from assistd.store.errors import FastReadUnavailable
 from assistd.store.pg_readers import PgReaders
-from assistd.store.pg_tls import local_tls_args
+from assistd.store.pg_tls import pg_connect
 from assistd.store.sqlite_connection import configure_sqlite, lean_aiosqlite_creator
 
 log = logging.getLogger("assistd.store")
@@ -73,8 +73,9 @@ class Database:
             # the next one), so under load a small pool with overflow spends its time opening connections
             # and preparing statements. The peak per process is pool_size + max_overflow either way; keep it
             # within max_connections / processes.
-            self.engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=max_overflow,
-                                              connect_args=local_tls_args(url))
+            connect = pg_connect(url)
+            self.engine = create_async_engine(async_url(connect.dsn), pool_size=pool_size,
+                                              max_overflow=max_overflow, connect_args=connect.kwargs)
         # The options each unit needs, set once (views sharing the engine's pool), not per transaction.
         self._read_engine = self.engine.execution_options(
             **({"sqlite_autocommit": True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}))

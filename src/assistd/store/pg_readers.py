@@ -9,10 +9,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from assistd.store.errors import FastReadUnavailable
-from assistd.store.pg_tls import local_tls_args
+from assistd.store.pg_tls import pg_connect
 
 
 class PgReaders:
@@ -22,8 +20,7 @@ class PgReaders:
     MAX_CONNECTIONS = 12
 
     def __init__(self, url: str) -> None:
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._tls = local_tls_args(url)
+        self.dsn, self._tls = pg_connect(url)
         self._idle: list[Any] = []
         self._size = 0
         self._waiters: list[asyncio.Future[Any]] = []

@@ -13,6 +13,10 @@ if TYPE_CHECKING:  # imported lazily: the worker process imports this package an
     from assistd.retrieval.embedding.upstream import UpstreamEmbedder
 
 
+class EmbeddingUnavailable(RuntimeError):
+    """The embedding model cannot answer for now (unreachable, overloaded, rate-limited): worth a retry."""
+
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str
@@ -56,4 +60,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'assistd.retrieval.embedding' has no attribute {name!r}")
 
 
-__all__ = ["Embedder", "LocalEmbedder", "UpstreamEmbedder", "create_embedder"]
+__all__ = ["Embedder", "EmbeddingUnavailable", "LocalEmbedder", "UpstreamEmbedder", "create_embedder"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import openai
 from openai import AsyncOpenAI
+
+from assistd.retrieval.embedding import EmbeddingUnavailable
 
 # OpenAI accepts up to 2048 inputs and ~300k tokens per request; stay well inside both (chunks are at
 # most 4096 tokens, ~4 characters a token).
@@ -49,11 +52,16 @@ class UpstreamEmbedder:
 
         async def run(start: int, batch: list[str]) -> None:
             async with gate:
-                if self._requested:
-                    resp = await self.client.embeddings.create(model=self.model, input=batch,
-                                                               dimensions=self._requested)
-                else:
-                    resp = await self.client.embeddings.create(model=self.model, input=batch)
+                try:
+                    if self._requested:
+                        resp = await self.client.embeddings.create(model=self.model, input=batch,
+                                                                   dimensions=self._requested)
+                    else:
+                        resp = await self.client.embeddings.create(model=self.model, input=batch)
+                except openai.APIError as exc:
+                    # After the client's own retries. Down, overloaded, or refusing our key or model: either
+                    # way the operator's upstream, not the caller's request, is what failed.
+                    raise EmbeddingUnavailable(f"{type(exc).__name__}: {exc}") from exc
             for item in resp.data:
                 out[start + item.index] = list(item.embedding)
 
