@@ -214,12 +214,12 @@ class WorkerProcess(LiveProcess):
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log()}")
+                raise RuntimeError(f"worker exited early:\n{self.log_tail()}")
             if self.READY in self.log():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"worker not ready in {self.timeout}s:\n{self.log()}")
+        raise RuntimeError(f"worker not ready in {self.timeout}s:\n{self.log_tail()}")
 
 
 def require_sandbox() -> None:

@@ -62,7 +62,7 @@ class LiveProcess:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.args} exited early:\n{self.log()}")
+                raise RuntimeError(f"{self.args} exited early:\n{self.log_tail()}")
             try:
                 if httpx.get(self.url + self.ready_path, timeout=1).status_code == 200:
                     return self
@@ -70,13 +70,18 @@ class LiveProcess:
                 pass
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"{self.args} not ready in {self.timeout}s:\n{self.log()}")
+        raise RuntimeError(f"{self.args} not ready in {self.timeout}s:\n{self.log_tail()}")
 
     def log(self) -> str:
+        """The whole log: tests look for start-up lines in it, which access lines soon push out of any tail."""
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self, chars: int = 5000) -> str:
+        """The end of the log, for error messages."""
+        return self.log()[-chars:]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:

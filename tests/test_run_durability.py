@@ -297,7 +297,7 @@ def test_sigterm_lets_a_worker_finish_its_run_and_exit(split_deployment, upstrea
         wait_until(lambda: answering(client, upstream, m, thread.id, run.id), what="the answer to start")
         assert worker.proc is not None
         worker.proc.send_signal(signal.SIGTERM)
-        assert worker.proc.wait(15) == 0, worker.log()
+        assert worker.proc.wait(15) == 0, worker.log_tail()
     finally:
         worker.stop()
     done = check_run(client.beta.threads.runs.retrieve(run.id, thread_id=thread.id))
