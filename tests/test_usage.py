@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import delete, text
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Connection, delete
 
 from assistd.store.db import Database
 from assistd.store.tables import usage_daily
@@ -50,19 +53,29 @@ def test_usage_counts_tokens_by_model_and_runs_by_status(database_url: str, upst
 
 
 def forget_usage(database_url: str, model: str | None = None) -> None:
-    """As if the runs (of ``model``, else all) had ended before usage_daily existed: their rows gone, the
-    schema back at 0010, before the backfill."""
+    """As if the runs (of ``model``, else all) had ended before usage_daily existed: their rows gone; then the
+    backfill migration (0011) runs again, alone (later migrations are already applied and stay so)."""
     async def main() -> None:
         db = Database(database_url)
         try:
             async with db.write() as conn:
                 stmt = delete(usage_daily)
                 await conn.execute(stmt if model is None else stmt.where(usage_daily.c.model == model))
-                await conn.execute(text("UPDATE alembic_version SET version_num = '0010'"))
+                await conn.run_sync(_run_backfill)
         finally:
             await db.close()
 
     asyncio.run(main())
+
+
+def _run_backfill(connection: Connection) -> None:
+    path = next((ROOT / "src/assistd/store/migrations/versions").glob("0011_*.py"))
+    spec = importlib.util.spec_from_file_location("backfill_migration", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with Operations.context(MigrationContext.configure(connection)):
+        module.upgrade()
 
 
 def test_migration_0011_adds_the_runs_that_ended_before_usage_was_recorded(
@@ -79,6 +92,6 @@ def test_migration_0011_adds_the_runs_that_ended_before_usage_was_recorded(
         recorded = usage_table(url, "team-u")
         assert len(recorded) == 2
         forget_usage(url)  # none recorded: every ended run is added
-        assert usage_table(url, "team-u") == recorded  # `assistd usage` migrates first
+        assert usage_table(url, "team-u") == recorded
         forget_usage(url, "gpt-4o")  # recorded from today on: today's counts are completed from the runs
         assert usage_table(url, "team-u") == recorded
