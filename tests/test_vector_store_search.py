@@ -4,6 +4,10 @@ haystack found by keyword."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import openai
 import pytest
 
@@ -164,12 +168,17 @@ def _models_file(tmp_path, upstream) -> str:
     return str(path)
 
 
-def _embeddings_env(database_url, upstream, tmp_path, embeddings_url: str) -> dict[str, str]:
-    from tests.run_helpers import server_env
+@contextlib.contextmanager
+def _embeddings_server(database_url, upstream, tmp_path, embeddings_url: str) -> Iterator[Any]:
+    """A server whose embeddings go to ``embeddings_url``, on a database of its own: keyless dev mode ends
+    on a database where another test stored a key, and these tests call it keyless."""
+    from tests.run_helpers import fresh_database, serve, server_env
 
-    return server_env(database_url, upstream, tmp_path, ASSISTD_LLM_BASE_URL=embeddings_url,
-                      ASSISTD_EMBEDDINGS="upstream:text-embedding-3-small",
-                      ASSISTD_MODELS_FILE=_models_file(tmp_path, upstream))
+    with fresh_database(database_url, tmp_path) as url:
+        with serve(server_env(url, upstream, tmp_path, ASSISTD_LLM_BASE_URL=embeddings_url,
+                              ASSISTD_EMBEDDINGS="upstream:text-embedding-3-small",
+                              ASSISTD_MODELS_FILE=_models_file(tmp_path, upstream))) as proc:
+            yield proc
 
 
 def _search_raw(proc, store_id: str):
@@ -188,11 +197,11 @@ def _assert_retry_later(response) -> None:
 
 
 def test_search_and_a_file_search_run_with_the_embeddings_upstream_down(database_url, upstream, tmp_path):
-    from tests.run_helpers import new_assistant, new_thread, sdk, serve, wait_run
+    from tests.run_helpers import new_assistant, new_thread, sdk, wait_run
     from tests.servers import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    with serve(_embeddings_env(database_url, upstream, tmp_path, closed)) as proc:
+    with _embeddings_server(database_url, upstream, tmp_path, closed) as proc:
         client = sdk(proc)
         store_id = client.vector_stores.create(name="embeddings down").id
         _assert_retry_later(_search_raw(proc, store_id))
@@ -211,7 +220,7 @@ def test_search_answers_503_while_the_embeddings_upstream_refuses(database_url, 
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.run_helpers import sdk, serve
+    from tests.run_helpers import sdk
 
     class Refusing(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
@@ -232,7 +241,7 @@ def test_search_answers_503_while_the_embeddings_upstream_refuses(database_url, 
     thread.start()
     try:
         url = f"http://127.0.0.1:{refusing.server_address[1]}/v1"
-        with serve(_embeddings_env(database_url, upstream, tmp_path, url)) as proc:
+        with _embeddings_server(database_url, upstream, tmp_path, url) as proc:
             client = sdk(proc)
             store_id = client.vector_stores.create(name="embeddings refused").id
             _assert_retry_later(_search_raw(proc, store_id))
