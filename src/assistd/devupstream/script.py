@@ -376,6 +376,12 @@ def _argument_pieces(arguments: str) -> list[str]:
     return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
 
 
+def stream_cut_at(reply: Reply, deltas: list[dict[str, Any]]) -> int:
+    """The index of the chunk before which a ``[stream-error]`` reply's stream breaks: the third, and always
+    before the final one, so the client never sees a finish_reason; -1 for a reply streamed whole."""
+    return min(2, len(deltas) - 1) if reply.stream_error else -1
+
+
 def reply_deltas(reply: Reply) -> list[dict[str, Any]]:
     """The chat-completions chunk deltas carrying ``reply``, as a streaming upstream cuts them."""
     deltas: list[dict[str, Any]] = []

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from .script import BadRequest, OnceRegistry, Reply, count_words, plan_reply, reply_deltas
+from .script import BadRequest, OnceRegistry, Reply, count_words, plan_reply, reply_deltas, stream_cut_at
 
 MODEL_IDS = ("gpt-4o-mini", "gpt-4o", "scripted", "text-embedding-3-small")
 RECORD_LIMIT = 2000
@@ -161,8 +161,7 @@ async def _stream(reply: Reply, base: dict[str, Any], include_usage: bool) -> As
     if reply.delay:
         await asyncio.sleep(reply.delay)
     deltas = reply_deltas(reply)
-    # Cut before the final chunk so the client never sees a finish_reason.
-    cut_at = min(2, len(deltas) - 1) if reply.stream_error else -1
+    cut_at = stream_cut_at(reply, deltas)
     for i, delta in enumerate(deltas):
         if i and reply.chunk_delay:
             await asyncio.sleep(reply.chunk_delay)

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from assistd.devupstream.script import OnceRegistry, plan_reply, reply_deltas
+from assistd.devupstream.script import OnceRegistry, plan_reply, reply_deltas, stream_cut_at
 from assistd.providers.base import ChatEvent, ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.openai_compat import request_params
 
@@ -48,7 +48,7 @@ class ScriptedProvider:
             if not retryable or attempt + 1 == ATTEMPTS:
                 raise error
         deltas = reply_deltas(reply)
-        cut_at = min(2, len(deltas) - 1) if reply.stream_error else -1
+        cut_at = stream_cut_at(reply, deltas)
         for i, delta in enumerate(deltas):
             if i and reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
