@@ -115,7 +115,8 @@ def phases(run: dict[str, Any], steps: list[dict[str, Any]],
         marks = [run.get("created_at"), run.get("started_at"), first, run_end(run)]
         names = ("queued", "started → first step", "first step → done")
     rows = [*zip(names, marks, marks[1:], strict=False), ("total", marks[0], marks[-1])]
-    return [{"name": name, "from": a, "to": b, "seconds": (b - a) if a and b else None} for name, a, b in rows]
+    # Never below zero: a worker on another host stamps its marks with its own clock.
+    return [{"name": name, "from": a, "to": b, "seconds": max(b - a, 0) if a and b else None} for name, a, b in rows]
 
 
 def tokens(step: dict[str, Any]) -> int | None:

@@ -230,11 +230,12 @@ async def _start(
     outbox.add("thread.run.created", run)
     outbox.add("thread.run.queued", run)
     observe_runs.run_queued(run, project_id)
+    queued_ms = now_ms()  # before _take notes a head start's started_ms: queued never comes after started
     queued, columns = _take(run, lease, outbox)
     stored = queued.stored
     await objects.insert_object(conn, runs, stored, project_id=project_id, thread_id=thread["id"],
                                 status=stored["status"], expires_at=run["expires_at"],
-                                trace_context=tracing.current_traceparent(), queued_ms=now_ms(),
+                                trace_context=tracing.current_traceparent(), queued_ms=queued_ms,
                                 holds_slot=holds_slot, **columns)
     return queued
 
