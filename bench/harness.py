@@ -408,6 +408,11 @@ class Summary:
 
     name: str
     runs: list[LoadResult]
+    cpu_per_request_us: list[float] = field(default_factory=list)  # the server's, one per round (Linux)
+
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(self.cpu_per_request_us) if self.cpu_per_request_us else float("nan")
 
     def _median(self, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
@@ -454,7 +459,7 @@ def interleave(targets: Sequence[Target], *, connections: int, seconds: float, r
                 used = f"  server CPU {cpu[t.name][-1]:6.1f} µs/request"
             print(f"  round {i}  {t.name:<10} {r.brief()}{used}", flush=True)
             runs[t.name].append(r)
-    summaries = [Summary(t.name, runs[t.name]) for t in targets]
+    summaries = [Summary(t.name, runs[t.name], cpu[t.name]) for t in targets]
     for s in summaries:
         low, high = min(r.rps for r in s.runs), max(r.rps for r in s.runs)
         used = f", server CPU {statistics.median(cpu[s.name]):.1f} µs/request" if cpu[s.name] else ""
@@ -462,7 +467,7 @@ def interleave(targets: Sequence[Target], *, connections: int, seconds: float, r
     return summaries
 
 
-def _pid(server: Server) -> int | None:
+def server_pid(server: Server) -> int | None:
     return server.proc.pid if server.proc is not None else None  # taskset execs the server: same pid
 
 
@@ -482,8 +487,8 @@ def versus_bare(assistd: Server, path: str, route: str, headers: dict[str, str],
             "the bare app must answer the same bytes"
         print(f"# GET {route}: {len(raw)} JSON bytes; {connections} connections, {rounds} rounds of "
               f"{seconds:g} s each", flush=True)
-        a, b = interleave([Target("assistd", assistd.url + path, headers, _pid(assistd)),
-                           Target("bare", bare.url + path, pid=_pid(bare))],
+        a, b = interleave([Target("assistd", assistd.url + path, headers, server_pid(assistd)),
+                           Target("bare", bare.url + path, pid=server_pid(bare))],
                           connections=connections, seconds=seconds, rounds=rounds)
     return a, b, len(raw)
 

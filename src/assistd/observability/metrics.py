@@ -59,22 +59,23 @@ class _HttpCollector:
     """
 
     def __init__(self) -> None:
-        self.series: dict[tuple[str, str, int], list[Any]] = {}  # key → [count, sum, per-bucket counts]
+        # key → [sum of seconds, then one count per bucket]; the request count is the buckets' total
+        self.series: dict[tuple[str, str, int], list[float]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        entry = self.series.get(key)
+        entry = self.series.get((route, method, status))
         if entry is None:
-            entry = self.series[key] = [0, 0.0, [0] * (len(_FAST) + 1)]
-        entry[0] += 1
-        entry[1] += seconds
-        entry[2][bisect_left(_FAST, seconds)] += 1
+            entry = self.series[(route, method, status)] = [0.0] * (len(_FAST) + 2)
+        entry[0] += seconds
+        entry[1 + bisect_left(_FAST, seconds)] += 1
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily("assistd_http_requests", "HTTP requests answered",
                                        labels=["route", "method", "status"])
         durations: dict[tuple[str, str], list[Any]] = {}
-        for (route, method, status), (count, total, buckets) in list(self.series.items()):
+        for (route, method, status), entry in list(self.series.items()):
+            total, buckets = entry[0], [int(n) for n in entry[1:]]
+            count = sum(buckets)
             requests.add_metric([route, method, str(status)], count)
             merged = durations.setdefault((route, method), [0, 0.0, [0] * (len(_FAST) + 1)])
             merged[0] += count
@@ -152,8 +153,8 @@ def configure(enabled: bool, project_label: bool) -> None:
     PROJECT_LABEL = project_label
 
 
-def observe_http(route: str, method: str, status: int, seconds: float) -> None:
-    _http.observe(route, method, status, seconds)
+# The collector's own method, not a wrapper around it: every request calls it (one Python frame less).
+observe_http = _http.observe
 
 
 class ScrapeGauges:
