@@ -25,10 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from assistd import ids
 from assistd.events.base import EventBus, error_event, run_channel
 from assistd.observability import runs as observe_runs
+from assistd.observability import tracing
 from assistd.providers.base import ChatRequest, Finish, ProviderError, TextDelta, ToolCallDelta, Usage
 from assistd.providers.router import ModelRouter
 from assistd.runner import client_calls, context, endings
 from assistd.runner.answer_steps import AnswerSteps
+from assistd.runner.early_call import EarlyCall
 from assistd.runner.record_turn import TurnOutcome, TurnRecorder
 from assistd.runner.run_scope import RunScope
 from assistd.runner.server_tools import Offer, Recording, ToolEngines, ToolFailed
@@ -72,6 +74,10 @@ class RunExecutor:
         self.tools = ToolSet(self.scope, ToolEngines(retrieval=retrieval, code=code))
         self.answers = AnswerSteps(self.scope, self.tools)
         self.turn = Turn()  # the model call under way: a new one per call
+        # A head start's first model call, sent before the run's transaction committed, and what it was
+        # built from (``send_first_call``): the first turn takes them instead of building its own.
+        self.early: EarlyCall | None = None
+        self._early_context: tuple[dict[str, Any], list[dict[str, Any]], ChatRequest, str | None] | None = None
 
     # --- entry ------------------------------------------------------------------------------------
 
@@ -92,7 +98,21 @@ class RunExecutor:
             log.exception("run %s crashed", self.run_id)
             await self._fail("server_error", f"Internal error while executing the run: {type(exc).__name__}")
         finally:
-            observe_runs.execution_ended(self.run_id)
+            try:
+                await self._close_early()  # an execution that ended before its first model call
+            finally:
+                observe_runs.execution_ended(self.run_id)
+
+    async def _close_early(self) -> None:
+        early, self.early = self.early, None
+        if early is not None:
+            await early.close()
+
+    def abandon(self) -> None:
+        """The run will not be executed here (its transaction rolled back): the call sent ahead is closed."""
+        early, self.early = self.early, None
+        if early is not None:
+            early.abandon()
 
     async def _load_run(self, conn: AsyncConnection) -> dict[str, Any]:
         run = await objects.get_for_update(conn, runs, self.run_id)
@@ -119,6 +139,25 @@ class RunExecutor:
                 self.scope.run = run
         await outbox.flush(self.scope.bus)
         return bool(self.scope.run)
+
+    async def send_first_call(self, conn: AsyncConnection) -> None:
+        """In the transaction that starts the run (a head start, whose steps are known): its first model call,
+        built from what the transaction holds (the thread read through ``conn`` unless created with the run),
+        is sent now, so that the upstream answers while the transaction commits (runner/early_call.py). Not
+        when traces are on (the call's span is a child of the run's, which begins with the execution), nor
+        when the first turn makes no call (a token limit already reached)."""
+        head = self.head
+        if head is None or head.steps is None or tracing.TRACER is not None:
+            return
+        try:
+            request, limit_hit = await self._build_request(conn, head.run, head.steps, head.thread)
+            if limit_hit is not None:
+                return
+            self.early = EarlyCall(self.scope.router.provider_for(head.run["model"]).stream_chat(request))
+        except Exception:  # the executor's own first turn meets the same failure and records it
+            log.debug("run %s: sending the first call early failed", self.run_id, exc_info=True)
+            return
+        self._early_context = (head.run, head.steps, request, limit_hit)
 
     async def prepare_first_answer(self, conn: AsyncConnection) -> None:
         """In the transaction that starts the run (a head start, whose steps are known): when its first turn
@@ -151,11 +190,12 @@ class RunExecutor:
         finish = "stop"
         used = Usage(0, 0)
         provider = self.scope.router.provider_for(run["model"])
+        early, self.early = self.early, None
         # A run still executing at expires_at expires then, however long the upstream takes.
         left = None if run["expires_at"] is None else max(0.0, run["expires_at"] - time.time())
         deadline = asyncio.timeout(left)
         try:
-            async with deadline, aclosing(provider.stream_chat(request)) as events:
+            async with deadline, aclosing(provider.stream_chat(request) if early is None else early.events()) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         observe_runs.first_token(self.run_id)
@@ -187,6 +227,9 @@ class RunExecutor:
         """The run and its steps as they are now, and the model call that comes next (with the token limit
         it would break, or None). A head start's first turn takes what it knows instead of reading it."""
         head, self.head = self.head, None
+        early, self._early_context = self._early_context, None
+        if early is not None:  # its call was sent with it
+            return early
         if head is not None and head.steps is not None and head.thread is not None:
             return head.run, head.steps, *await self._build_request(None, head.run, head.steps, head.thread)
         async with self.scope.db.read() as conn:

@@ -8,7 +8,8 @@ for another worker to resume.
 
 Latency: a run queued by this process's API is stored in_progress and leased to this pool by the
 transaction that queues it (``lease``, ``reserve``), and starts right after the commit (``settle``),
-with no claim or start transaction and no wait. Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
+with no claim or start transaction and no wait; its first model call is sent before that commit
+(runner/early_call.py). Otherwise the API publishes on ``WAKE_CHANNEL`` and every pool
 listening (``assistd worker``s on PostgreSQL too) claims at once instead of at its next poll.
 """
 
@@ -101,19 +102,25 @@ class WorkerPool:
     ) -> None:
         """Inside that transaction, once the run is stored ``started`` under the lease: its executor, told what
         the transaction knows of the run's steps and thread so that its first turn need not read them back
-        (``HeadStart``). A first turn that can only answer in text has its answer inserted here too
-        (runner/answer_steps.py)."""
+        (``HeadStart``), and its first model call sent (runner/early_call.py). A first turn that can only answer
+        in text has its answer inserted here too (runner/answer_steps.py)."""
         assert lease in self._held
         executor = self._executor(started["id"], project_id, HeadStart(started, steps, thread))
+        self._held[lease] = executor  # from now on ``settle`` starts it or drops it
+        await executor.send_first_call(conn)
         await executor.prepare_first_answer(conn)
-        self._held[lease] = executor
 
     def settle(self, lease: Lease, committed: bool) -> None:
         """The lease's transaction has ended. Committed, the run reserved under the lease (if any) starts now
-        and takes the slot; rolled back, the run and its lease went with it and the slot is free."""
+        and takes the slot; rolled back, the run and its lease went with it, the slot is free and the call
+        sent ahead is closed."""
         executor = self._held.pop(lease, None)
-        if committed and executor is not None and executor.run_id not in self._running:
+        if executor is None:
+            return
+        if committed and executor.run_id not in self._running:
             self._start(executor)
+        else:
+            executor.abandon()
 
     def cancel_local(self, run_id: str) -> None:
         """Cancel at once when this process executes the run (others notice by heartbeat)."""
