@@ -61,11 +61,14 @@ def _run_timings(run: dict[str, Any]) -> dict[str, int]:
     return first
 
 
+_ENDING = ("project_id", "holds_slot")  # what a final save returns, for the run's usage and its slot
+
+
 async def save_run(conn: AsyncConnection, run: dict[str, Any], **columns: Any) -> None:
-    await objects.save_object_first(conn, runs, run, _run_timings(run), status=run["status"],
-                                    expires_at=run["expires_at"], **columns)
+    final = run["status"] in TERMINAL_STATUSES
+    row = await objects.save_object_first(conn, runs, run, _run_timings(run), returning=_ENDING if final else (),
+                                          status=run["status"], expires_at=run["expires_at"], **columns)
     if observe_runs.take_ended(run["id"]):  # in the transaction that ends the run: its usage, its slot
-        row = (await conn.execute(select(runs.c.project_id, runs.c.holds_slot).where(runs.c.id == run["id"]))).first()
         if row is None:  # its thread was deleted meanwhile
             return
         await usage.record_run_end(conn, row.project_id, run)

@@ -10,7 +10,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, Table, and_, bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assistd.errors import InvalidRequest
@@ -122,16 +122,24 @@ def _update_keeping_first(table: Table, names: tuple[str, ...]) -> Any:
         {name: func.coalesce(table.c[name], bindparam(f"_first_{name}")) for name in names})
 
 
+@cache
+def _returning(stmt: Any, table: Table, names: tuple[str, ...]) -> Any:
+    return stmt.returning(*(table.c[name] for name in names))
+
+
 async def save_object_first(
-    conn: AsyncConnection, table: Table, obj: dict[str, Any], first: dict[str, Any], **columns: Any
-) -> None:
-    """save_object, also setting each ``first`` column unless it already has a value."""
-    if not first:
-        await save_object(conn, table, obj, **columns)
-        return
+    conn: AsyncConnection, table: Table, obj: dict[str, Any], first: dict[str, Any], *,
+    returning: tuple[str, ...] = (), **columns: Any,
+) -> Row[Any] | None:
+    """save_object, also setting each ``first`` column unless it already has a value; with ``returning``,
+    those columns of the row as saved (None: no row, or none asked for)."""
     names = tuple(sorted(first))
-    await conn.execute(_update_keeping_first(table, names), {
+    stmt = _update_keeping_first(table, names) if names else _update_by_id(table)
+    if returning:
+        stmt = _returning(stmt, table, returning)
+    result = await conn.execute(stmt, {
         "_id": obj["id"], "data": dumps(obj), **columns, **{f"_first_{name}": first[name] for name in names}})
+    return result.first() if returning else None
 
 
 async def delete_object(conn: AsyncConnection, table: Table, object_id: str, **scope: Any) -> bool:
