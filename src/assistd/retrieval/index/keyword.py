@@ -35,7 +35,7 @@ from functools import reduce
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import String, and_, column, func, literal_column, select, table
+from sqlalchemy import String, and_, column, func, literal_column, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -45,6 +45,7 @@ from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 MAX_TERMS = 32
 COMMON = 300  # a word held by more chunks than this is common (see above)
 SAMPLE = 2000  # matches ranked when every word is common
+VERY_COMMON = 2500  # SQLite, every word common: no pair of two words held by more chunks than this
 TS_RANK_SAMPLE = 500  # PostgreSQL: at most this many of them (ts_rank_cd reads each row's tsvector from the heap)
 MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -111,14 +112,15 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
         return await _matches(conn, d, match, everything, scope, file_filter, limit)
     ids: list[int] = []
     sample = SAMPLE if d.sqlite else min(SAMPLE, TS_RANK_SAMPLE)
+    if d.sqlite and len(words) >= 2 and (pairs := _pairs_not_both_very_common(d, words, held)):
+        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+        ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample)
     if not d.sqlite and len(words) >= 2:  # the counts are exact: the rarest word and any other first
         rarest = min(words, key=lambda w: held[w])
         match = d.word[rarest].op("&&")(d.any_of([w for w in words if w != rarest]))
         ids = await _matches(conn, d, match, everything, scope, file_filter, limit, sample=sample)
-    if len(ids) < limit // 2 and 2 <= len(words) <= MAX_PAIR_TERMS:
-        pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
-            reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
-        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+    if not d.sqlite and len(ids) < limit // 2 and 2 <= len(words) <= MAX_PAIR_TERMS:
+        pairs = reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
         ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample), limit)
     if len(ids) < limit // 2:  # then chunks holding any of the words
         ids = _merged(ids, await _matches(conn, d, everything, everything, scope, file_filter, limit,
@@ -131,14 +133,35 @@ def _merged(ids: list[int], more: list[int], limit: int) -> list[int]:
     return ids + [i for i in more if i not in seen][:limit - len(ids)]
 
 
+def _pairs_not_both_very_common(d: _Dialect, words: list[str], held: dict[str, int]) -> str | None:
+    """SQLite, every word common: an FTS5 expression of the chunks holding two of the words, one of them
+    held by at most ``VERY_COMMON`` chunks (else the rarest word and any other); None past
+    ``MAX_PAIR_TERMS`` such words. Each very common word appears once in it, so bm25 reads its long list of
+    chunks once (it counts every phrase of the expression over the whole index)."""
+    fewer = [w for w in words if held[w] <= VERY_COMMON] or [min(words, key=lambda w: held[w])]
+    very = [w for w in words if w not in fewer]
+    if len(fewer) > MAX_PAIR_TERMS:
+        return None
+    parts = [f"({d.all_of([a, b])})" for a, b in combinations(fewer, 2)]
+    if very:
+        parts.append(f"({d.any_of(fewer)}) AND ({d.any_of(very)})")
+    return " OR ".join(parts)
+
+
 async def _held(conn: AsyncConnection, d: _Dialect, words: list[str]) -> dict[str, int]:
-    """SQLite: how many chunks hold each word, counted up to ``COMMON + 1`` over the whole FTS index (every
-    store: a document frequency read from the index alone), in one statement. (PostgreSQL: ``term_counts``.)"""
-    counts = []
-    for w in words:
-        inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
-        counts.append(select(func.count()).select_from(inner.limit(COMMON + 1).subquery()).scalar_subquery())
-    row = (await conn.execute(select(*counts))).one()
+    """SQLite: how many chunks hold each word, counted over the whole FTS index (every store: a document
+    frequency read from the index alone), in one statement: up to ``COMMON + 1``, and when no word is
+    rare (1 to ``COMMON``), further, up to ``VERY_COMMON + 1``. (PostgreSQL: ``term_counts``.)"""
+    def count(i: int, up_to: int) -> str:
+        return (f"(SELECT count(*) FROM (SELECT rowid FROM retrieval_chunks_fts WHERE retrieval_chunks_fts "
+                f"MATCH :w{i} LIMIT {up_to}))")
+    n = range(len(words))
+    none_rare = " AND ".join(f"n{i} NOT BETWEEN 1 AND {COMMON}" for i in n)
+    # A subquery under CASE runs only when its branch is taken: queries with a rare word count no further.
+    sql = (f"WITH held AS MATERIALIZED (SELECT {', '.join(f'{count(i, COMMON + 1)} AS n{i}' for i in n)}) "
+           f"SELECT {', '.join(f'CASE WHEN {none_rare} THEN {count(i, VERY_COMMON + 1)} ELSE n{i} END' for i in n)} "
+           "FROM held")
+    row = (await conn.execute(text(sql), {f"w{i}": d.word[w] for i, w in enumerate(words)})).one()
     return {w: int(n or 0) for w, n in zip(words, row, strict=True)}
 
 
