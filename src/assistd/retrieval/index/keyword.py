@@ -35,7 +35,7 @@ from functools import reduce
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import String, and_, column, func, literal_column, select, table, text
+from sqlalchemy import String, and_, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -56,8 +56,10 @@ no nor not now of off on once only or other our ours ourselves out over own same
 that the their theirs them themselves then there these they this those through to too under until up very was
 we were what when where which while who whom why will with would you your yours yourself yourselves""".split())
 
-_fts = table("retrieval_chunks_fts", column("rowid"))
 _tsv: ColumnElement[Any] = literal_column("retrieval_chunks.tsv")
+# SQLite: SQLAlchemy renders no INDEXED BY, and without planner statistics SQLite prefers the rowid lookup.
+_SQLITE_JOIN = text("retrieval_chunks_fts JOIN retrieval_chunks INDEXED BY ix_retrieval_chunks_store_by_id "
+                    "ON retrieval_chunks.id = retrieval_chunks_fts.rowid")
 
 
 def terms(query_text: str | None) -> list[str]:
@@ -169,28 +171,35 @@ async def _matches(conn: AsyncConnection, d: _Dialect, match: Any, rank_by: Any 
                    file_filter: ColumnElement[bool] | None, limit: int, sample: int | None = None) -> list[int]:
     """Ids of chunks matching ``match``, best first by the words of ``rank_by`` (in no order if None);
     with ``sample``, only the first ``sample`` matches are ranked."""
-    c, f = retrieval_chunks.c, retrieval_files.c
+    f = retrieval_files.c
     if d.sqlite:
         if rank_by is not None and rank_by is not match:
             # bm25 weighs every phrase of the MATCH expression: rank_by's words join it under an AND that
             # the match already implies, so they count in the ranking without widening the match.
             match = f"({match}) AND ({rank_by})"
         score: Any = literal_column("bm25(retrieval_chunks_fts)")
-        # The FTS table must drive the join (one primary-key lookup per match); see ``scope``.
-        stmt = select(c.id).select_from(_fts.join(retrieval_chunks, c.id == _fts.c.rowid))
+        # The FTS table drives the join (see ``scope``); each match's store is read from the index
+        # of stores by chunk id (migration 0014), not from the chunk's row.
+        chunk: dict[str, ColumnElement[Any]] = {
+            name: literal_column(f"retrieval_chunks.{name}") for name in ("id", "vector_store_id", "file_id")}
+        stmt = select(chunk["id"].label("id")).select_from(_SQLITE_JOIN)
         where = [literal_column("retrieval_chunks_fts").op("MATCH")(match), scope]
+        if file_filter is not None:
+            where += [f.vector_store_id == chunk["vector_store_id"], f.file_id == chunk["file_id"], file_filter]
     else:
+        c = retrieval_chunks.c
+        chunk = {"id": c.id}
         score = -func.ts_rank_cd(_tsv, rank_by) if rank_by is not None else None
         stmt = select(c.id).select_from(retrieval_chunks)
         where = [_tsv.op("@@")(match), scope]
-    if file_filter is not None:
-        stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
-        where.append(file_filter)
+        if file_filter is not None:
+            stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
+            where.append(file_filter)
     stmt = stmt.where(*where)
     if rank_by is None:
         stmt = stmt.limit(limit)
     elif sample is None:
-        stmt = stmt.order_by(score, c.id).limit(limit)
+        stmt = stmt.order_by(score, chunk["id"]).limit(limit)
     else:
         inner = stmt.add_columns(score.label("score")).limit(sample).subquery()
         stmt = select(inner.c.id).order_by(inner.c.score, inner.c.id).limit(limit)
