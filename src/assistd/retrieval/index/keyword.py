@@ -14,16 +14,20 @@ than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
   ``COMMON`` each, so ranking stays bounded), ranked by *all* the words: a common word still lifts the
   chunks holding it among those candidates. What is skipped is only chunks matching common words alone.
 - Every word is common: the chunks holding two or more of them are ranked (then, to fill half a
-  candidate list, those holding any); two mid-frequency words rarely share many chunks, but two very
-  common ones can share a third of the store, so at most ``SAMPLE`` matches are ranked (the first ones
-  found): weak keyword evidence, which the vector ranking outweighs. PostgreSQL, whose counts are exact,
-  first ranks the chunks holding the rarest word and any other (at most ``TS_RANK_SAMPLE``): the likeliest
-  answers, found by GIN from the rare word's short list, and no chunk holding only two very common words
-  ("how do I set the default value…"); the pairs follow only short of half a list.
+  candidate list, those holding any), at most ``SAMPLE`` (the first ones found): weak keyword evidence,
+  which the vector ranking outweighs. Two mid-frequency words rarely share many chunks, but two very
+  common ones can share a third of the store, and none of those chunks need hold the question's telling
+  word ("how do I set the default value…"). So PostgreSQL, whose counts are exact, first ranks the chunks
+  holding the rarest word and any other (at most ``TS_RANK_SAMPLE``: found by GIN from the rare word's
+  short list), the pairs following only short of half a list; SQLite pairs no two words held by more than
+  ``VERY_COMMON`` chunks each, writing each such word once in the expression: bm25 reads every phrase's
+  whole list of chunks to weigh it (its IDF), a cost that grows with the store, not with the matches.
 
-How many chunks hold a word: on SQLite counted from the FTS index alone, up to ``COMMON + 1`` (all stores
-of the database: a document frequency, not the stores' own); on PostgreSQL read from the stores' word
-counts (``term_counts``: GIN cannot count without visiting each matching row).
+How many chunks hold a word: on SQLite counted from the FTS index alone, up to ``COMMON + 1`` and, when no
+word is rare, up to ``VERY_COMMON + 1`` (all stores of the database: a document frequency, not the stores'
+own); on PostgreSQL read from the stores' word counts (``term_counts``: GIN cannot count without visiting
+each matching row). SQLite checks each match's store from an index of stores by chunk id (migration 0014),
+not from the chunk's ~2 KB row.
 
 A store of at most ``COMMON`` chunks (on SQLite: a database) is ranked exactly as the plain OR.
 """
@@ -114,16 +118,18 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
         return await _matches(conn, d, match, everything, scope, file_filter, limit)
     ids: list[int] = []
     sample = SAMPLE if d.sqlite else min(SAMPLE, TS_RANK_SAMPLE)
-    if d.sqlite and len(words) >= 2 and (pairs := _pairs_not_both_very_common(d, words, held)):
-        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
-        ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample)
-    if not d.sqlite and len(words) >= 2:  # the counts are exact: the rarest word and any other first
+    if d.sqlite:
+        if len(words) >= 2 and (pairs := _pairs_not_both_very_common(d, words, held)):
+            # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+            ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample)
+    elif len(words) >= 2:  # the counts are exact: the rarest word and any other first, then the pairs
         rarest = min(words, key=lambda w: held[w])
         match = d.word[rarest].op("&&")(d.any_of([w for w in words if w != rarest]))
         ids = await _matches(conn, d, match, everything, scope, file_filter, limit, sample=sample)
-    if not d.sqlite and len(ids) < limit // 2 and 2 <= len(words) <= MAX_PAIR_TERMS:
-        pairs = reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
-        ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample), limit)
+        if len(ids) < limit // 2 and len(words) <= MAX_PAIR_TERMS:
+            pairs = reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
+            ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample),
+                          limit)
     if len(ids) < limit // 2:  # then chunks holding any of the words
         ids = _merged(ids, await _matches(conn, d, everything, everything, scope, file_filter, limit,
                                           sample=sample), limit)
