@@ -152,7 +152,7 @@ def _pairs_not_both_very_common(d: _Dialect, words: list[str], held: dict[str, i
         return None
     parts = [f"({d.all_of([a, b])})" for a, b in combinations(fewer, 2)]
     if very:
-        parts.append(f"({d.any_of(fewer)}) AND ({d.any_of(very)})")
+        parts.append(f"(({d.any_of(fewer)}) AND ({d.any_of(very)}))")
     return " OR ".join(parts)
 
 
@@ -167,8 +167,8 @@ async def _held(conn: AsyncConnection, d: _Dialect, words: list[str]) -> dict[st
     none_rare = " AND ".join(f"n{i} NOT BETWEEN 1 AND {COMMON}" for i in n)
     # A subquery under CASE runs only when its branch is taken: queries with a rare word count no further.
     sql = (f"WITH held AS MATERIALIZED (SELECT {', '.join(f'{count(i, COMMON + 1)} AS n{i}' for i in n)}) "
-           f"SELECT {', '.join(f'CASE WHEN {none_rare} THEN {count(i, VERY_COMMON + 1)} ELSE n{i} END' for i in n)} "
-           "FROM held")
+           f"SELECT {', '.join(f'CASE WHEN further THEN {count(i, VERY_COMMON + 1)} ELSE n{i} END' for i in n)} "
+           f"FROM (SELECT *, {none_rare} AS further FROM held)")
     row = (await conn.execute(text(sql), {f"w{i}": d.word[w] for i, w in enumerate(words)})).one()
     return {w: int(n or 0) for w, n in zip(words, row, strict=True)}
 
