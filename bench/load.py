@@ -324,7 +324,18 @@ def summarise(tally: Tally, elapsed: float, clients: int, memory: list[dict[str,
                               "p99_ms": round(percentile(v, 99) * 1000, 1)}
                       for label, v in sorted(tally.latencies.items())},
         "memory_mib": memory,
+        "rss_growth_mib_per_min": rss_growth(memory),
     }
+
+
+def rss_growth(memory: list[dict[str, float]], warm_up: float = 60.0) -> dict[str, float]:
+    """Each process's RSS growth after ``warm_up`` seconds, in MiB a minute (from the first sample past it to
+    the last): "flat after warm-up" is about 0."""
+    later = [m for m in memory if m["t"] >= warm_up]
+    if len(later) < 2 or later[-1]["t"] <= later[0]["t"]:
+        return {}
+    minutes = (later[-1]["t"] - later[0]["t"]) / 60
+    return {name: round((later[-1][name] - later[0][name]) / minutes, 2) for name in later[0] if name != "t"}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -340,6 +351,7 @@ def render(result: dict[str, Any]) -> str:
     names = [k for k in result["memory_mib"][0] if k != "t"] if result["memory_mib"] else []
     lines += ["", "| t (s) | " + " | ".join(f"{n} RSS MiB" for n in names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += [f"| {m['t']} | " + " | ".join(str(m[n]) for n in names) + " |" for m in result["memory_mib"]]
+    lines += ["", f"RSS growth after the first minute, MiB a minute: {result['rss_growth_mib_per_min']}"]
     for key in ("error_samples", "unexpected_run_samples", "bad_stream_samples"):
         lines += [f"{key}: {sample}" for sample in result[key]]
     return "\n".join(lines)

@@ -18,6 +18,8 @@ import pytest
 
 from assistd.events.base import Event, run_channel
 from assistd.events.memory import MemoryBus
+from assistd.observability import metrics
+from assistd.observability import runs as observe_runs
 from assistd.providers.base import ToolCallDelta
 from assistd.providers.scripted import ScriptedProvider
 from assistd.runner import tool_set
@@ -25,7 +27,7 @@ from assistd.runner.execute import RunExecutor
 from assistd.runner.run_scope import RunScope
 from assistd.runner.server_tools import Offer, Recorded, Recording, ToolEngines
 from assistd.schemas.assistants import CreateAssistant
-from assistd.schemas.runs import CreateRun
+from assistd.schemas.runs import CreateRun, SubmitToolOutputs
 from assistd.schemas.threads import CreateThread
 from assistd.services import assistants, messages, runs, threads
 from assistd.services.outbox import Outbox
@@ -246,5 +248,78 @@ def test_a_third_server_tool_is_one_class_and_its_registration(engine, monkeypat
         # The model read the tool's output back as the call it made and its result.
         assert await e.answer(run["thread_id"]) == "tool results: 12:00 in UTC"
         assert names(events)[-1] == "thread.run.completed"
+
+    engine(test)
+
+
+# --- the instrumentation's memory (observability/runs.py) ----------------------------------------------
+
+def _tracked() -> dict[str, int]:
+    return {name: len(getattr(observe_runs, name)) for name in
+            ("_executions", "_step_started", "_projects", "_queued_at", "_ended", "_marks")}
+
+
+@pytest.fixture
+def fresh_instrumentation(monkeypatch):
+    for name in ("_executions", "_step_started", "_projects", "_queued_at", "_marks"):
+        monkeypatch.setattr(observe_runs, name, {})
+    monkeypatch.setattr(observe_runs, "_ended", set())
+    # Restored after the test, whatever the test sets them to.
+    monkeypatch.setattr(metrics, "ENABLED", metrics.ENABLED)
+    monkeypatch.setattr(metrics, "PROJECT_LABEL", metrics.PROJECT_LABEL)
+
+
+async def _every_kind_of_run(e: Engine) -> None:
+    """One of each: answered, failed, waiting on the client and never answered, answered after the client's
+    outputs (submitted as the API would, then executed again), cancelled before it started."""
+    assert (await e.run("hello [reply: fine]"))[0]["status"] == "completed"
+    assert (await e.run("boom [error: 400]"))[0]["status"] == "failed"
+    assert (await e.run('[tool: get_weather {"city": "Oslo"}]', tools=[WEATHER]))[0]["status"] == "requires_action"
+    run, _ = await e.run('[tool: get_weather {"city": "Rome"}]', tools=[WEATHER])
+    (call,) = run["required_action"]["submit_tool_outputs"]["tool_calls"]
+    async with e.db.write() as conn:
+        await runs.submit_tool_outputs(conn, e.project, run["thread_id"], run["id"], SubmitToolOutputs(
+            tool_outputs=[{"tool_call_id": call["id"], "output": "sunny"}]), Outbox())
+    await RunExecutor(e.db, e.bus, e.model, run["id"], e.project).execute()  # type: ignore[arg-type]
+    async with e.db.write() as conn:
+        asst = await assistants.create(conn, e.project, CreateAssistant(model="gpt-4o-mini"))
+        thread = await threads.create(conn, e.project, CreateThread())
+        queued = await runs.create(conn, e.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+        await runs.cancel(conn, e.project, thread["id"], queued.run["id"], Outbox())
+    await RunExecutor(e.db, e.bus, e.model, queued.run["id"], e.project).execute()  # type: ignore[arg-type]
+    async with e.db.read() as conn:
+        assert (await runs.get(conn, e.project, thread["id"], queued.run["id"]) or {})["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("metrics_on,project_label", [(True, True), (True, False), (False, False)])
+def test_the_instrumentation_keeps_nothing_of_runs_that_ended_or_left(engine, fresh_instrumentation,
+                                                                       metrics_on, project_label):
+    """What observability/runs.py notes of a run or step (its project, queue time, step starts, marks) goes
+    when the run ends or its execution does — metrics on or off — so a worker's tables do not grow with runs."""
+    metrics.configure(metrics_on, project_label)
+
+    async def test(e: Engine) -> None:
+        for _ in range(5):
+            await _every_kind_of_run(e)
+            assert _tracked() == dict.fromkeys(_tracked(), 0)
+
+    engine(test)
+
+
+def test_runs_queued_here_and_executed_elsewhere_are_remembered_up_to_the_bound(engine, fresh_instrumentation,
+                                                                                 monkeypatch):
+    """An API-only serve queues runs that workers start and end: their queue time and project stay here until
+    dropped, oldest first, at the bound."""
+    monkeypatch.setattr(observe_runs, "_MAX_TRACKED", 3)
+
+    async def test(e: Engine) -> None:
+        async with e.db.write() as conn:
+            asst = await assistants.create(conn, e.project, CreateAssistant(model="gpt-4o-mini"))
+            created = []
+            for _ in range(7):
+                thread = await threads.create(conn, e.project, CreateThread())
+                queued = await runs.create(conn, e.project, thread["id"], CreateRun(assistant_id=asst["id"]), Outbox())
+                created.append(queued.run["id"])
+        assert list(observe_runs._queued_at) == created[-3:] and list(observe_runs._projects) == created[-3:]
 
     engine(test)

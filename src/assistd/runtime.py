@@ -1,6 +1,7 @@
 """The components one process runs — database, event bus, model router, blob store, ingestion, the
-code_interpreter engine, the worker pool, the sweeper and the run launcher — built and torn down in one place, for
-``assistd serve`` (app.py's lifespan) and ``assistd worker`` (runner/worker_main.py) alike.
+code_interpreter engine, the worker pool (and its heap trimmer), the sweeper and the run launcher — built and
+torn down in one place, for ``assistd serve`` (app.py's lifespan) and ``assistd worker``
+(runner/worker_main.py) alike.
 
 Built in dependency order and closed in the reverse: the pool stops (finishing or releasing its runs)
 before the tools, the bus and the database it uses.
@@ -14,6 +15,7 @@ from assistd.blobstore import LocalBlobStore
 from assistd.config import Settings
 from assistd.events.base import EventBus
 from assistd.events.factory import create_bus
+from assistd.heap_trim import HeapTrimmer
 from assistd.providers.router import ModelRouter
 from assistd.ratelimits import create_counters
 from assistd.runner import ingestion
@@ -40,12 +42,15 @@ class Runtime:
     sweeper: RunSweeper
     launcher: RunLauncher  # what the API queues and cancels runs through
     rate_limits: rate_limits.RateLimits  # also services.rate_limits.current (runs count their tokens there)
+    heap_trimmer: HeapTrimmer | None = None  # where runs execute (heap_trim.py)
 
     @property
     def retrieval(self) -> Retrieval:
         return self.ingestion.retrieval
 
     async def aclose(self) -> None:
+        if self.heap_trimmer is not None:
+            await self.heap_trimmer.stop()
         if self.pool is not None:
             await self.pool.stop()
         await self.sweeper.stop()
@@ -70,13 +75,16 @@ async def start(settings: Settings, *, workers: int) -> Runtime:
     jobs = await ingestion.start(db, blobs, settings, bus, run_jobs=workers > 0)
     code = CodeTool(settings.data_dir, blobs)  # the engine itself is made on the first execution
     await code.start(bus)
-    pool = None
+    pool = trimmer = None
     if workers > 0:
         pool = WorkerPool(db, bus, router, concurrency=workers, lease_seconds=settings.lease_seconds,
                           retrieval=jobs.retrieval, code=code)
         await pool.start()
+        trimmer = HeapTrimmer()
+        await trimmer.start()
     sweeper = RunSweeper(db, bus)  # every process, API-only ones too (runner/sweeper.py)
     await sweeper.start()
     limits = rate_limits.current = rate_limits.RateLimits(db, create_counters(settings, db), rate_limits.Limits(
         settings.rate_limit_rpm, settings.rate_limit_tpm, settings.rate_limit_concurrent_runs))
-    return Runtime(settings, db, bus, router, blobs, jobs, code, pool, sweeper, RunLauncher(db, bus, pool), limits)
+    return Runtime(settings, db, bus, router, blobs, jobs, code, pool, sweeper, RunLauncher(db, bus, pool), limits,
+                   trimmer)

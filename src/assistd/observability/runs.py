@@ -20,11 +20,13 @@ from assistd.observability import context, metrics, tracing
 log = logging.getLogger("assistd.observability")
 
 _TERMINAL = frozenset(("cancelled", "failed", "completed", "incomplete", "expired"))
-_MAX_TRACKED = 10_000  # bounded: entries of runs/steps another process finishes are dropped oldest first
+# Every table below is emptied as runs and steps end here; this bound is for entries of runs another process
+# carries on with (an API-only serve queues runs that workers start), dropped oldest first.
+_MAX_TRACKED = 10_000
 
 
 class _Execution:
-    __slots__ = ("project", "model", "started", "first_token", "span", "token", "status")
+    __slots__ = ("project", "model", "started", "first_token", "span", "token", "status", "steps")
 
     def __init__(self, project: str, model: str) -> None:
         self.project = project
@@ -34,6 +36,7 @@ class _Execution:
         self.span: Any = None
         self.token: Any = None
         self.status: str | None = None
+        self.steps: list[str] = []  # steps created in this execution: their start is forgotten when it ends
 
 
 _executions: dict[str, _Execution] = {}
@@ -44,9 +47,8 @@ _ended: set[str] = set()  # runs given a final status, not yet saved (save_run r
 
 
 def _bounded(table: dict[str, Any]) -> None:
-    if len(table) > _MAX_TRACKED:
-        for key in list(table)[: len(table) - _MAX_TRACKED]:
-            table.pop(key, None)
+    while len(table) > _MAX_TRACKED:  # insertion order: the oldest first, one at a time (no copy of the keys)
+        del table[next(iter(table))]
 
 
 def remember_project(run_id: str, project_id: str) -> None:
@@ -126,8 +128,15 @@ def first_token(run_id: str) -> None:
 
 
 def execution_ended(run_id: str) -> None:
+    """The execution is over: what this process noted for it goes (a run waiting on the client, or left for
+    another worker, is remembered again by ``executing`` if it comes back here)."""
+    _projects.pop(run_id, None)
     execution = _executions.pop(run_id, None)
-    if execution is not None and execution.span is not None:
+    if execution is None:
+        return
+    for step_id in execution.steps:  # steps left open (a tool_calls step the client's outputs complete)
+        _step_started.pop(step_id, None)
+    if execution.span is not None:
         try:
             execution.span.set_attribute("assistd.run_status", execution.status or "")
             tracing.detach(execution.token)
@@ -167,40 +176,47 @@ def leases_reclaimed(count: int) -> None:
 
 def run_status_changed(run: dict[str, Any], previous: str | None, first_start: bool) -> None:
     """Every run transition: queue waits end on queued → in_progress; a final status is counted once."""
+    run_id = run.get("id", "")
     status = run.get("status")
+    started = previous == "queued" and status == "in_progress"
+    ending = status in _TERMINAL and previous not in _TERMINAL
     if status == "in_progress" and first_start:
-        _mark(run["id"], "started_ms")
-    elif status in _TERMINAL and previous not in _TERMINAL:
-        _mark(run["id"], "ended_ms")
+        _mark(run_id, "started_ms")
+    elif ending:
+        _mark(run_id, "ended_ms")
     if status == "queued" and previous != "queued":
-        _queued_at[run["id"]] = time.time()  # put back in the queue (tool outputs submitted)
+        _queued_at[run_id] = time.time()  # put back in the queue (tool outputs submitted)
+        _bounded(_queued_at)
         return
-    if status in _TERMINAL and previous not in _TERMINAL:
+    if ending:
         if len(_ended) > _MAX_TRACKED:  # ended copies never saved (none today) must not pile up
             _ended.clear()
-        _ended.add(run["id"])
-    execution = _executions.get(run.get("id", ""))
+        _ended.add(run_id)
+    execution = _executions.get(run_id)
     if execution is not None:
         execution.status = status
+    # What this process noted of the run's wait and project is used now or never: taken whether or not
+    # metrics are on.
+    since = _queued_at.pop(run_id, None) if started or ending else None
+    project = _projects.pop(run_id, "") if ending else ""
     if not metrics.ENABLED:
         return
     try:
         model = metrics.model_label(str(run.get("model") or ""))
-        if previous == "queued" and status == "in_progress":
-            since = _queued_at.pop(run["id"], None)
+        if started:
             if since is None and first_start:  # queued by another process: its second-resolution stamp
                 since = run.get("created_at")
             if since is not None:
                 metrics.run_queue_wait.labels(model).observe(max(0.0, time.time() - float(since)))
             return
-        if status not in _TERMINAL or previous in _TERMINAL:
+        if not ending:
             return
         metrics.runs_ended.labels(status, model).inc()
         created = run.get("created_at")
         if created is not None:
             metrics.run_duration.labels(model, status).observe(max(0.0, time.time() - float(created)))
         used = run.get("usage") or {}
-        project = _projects.pop(run["id"], "") if metrics.PROJECT_LABEL else ""
+        project = project if metrics.PROJECT_LABEL else ""
         if used.get("prompt_tokens"):
             metrics.prompt_tokens.labels(model, project).inc(used["prompt_tokens"])
         if used.get("completion_tokens"):
@@ -220,12 +236,17 @@ def take_ended(run_id: str) -> bool:
 def step_created(step: dict[str, Any]) -> None:
     _step_started[step["id"]] = time.perf_counter()
     _bounded(_step_started)
+    execution = _executions.get(step.get("run_id") or "")
+    if execution is not None:
+        execution.steps.append(step["id"])
 
 
 def step_status_changed(step: dict[str, Any]) -> None:
-    if step.get("status") == "in_progress" or not metrics.ENABLED:
+    if step.get("status") == "in_progress":
         return
     started = _step_started.pop(step.get("id", ""), None)
+    if not metrics.ENABLED:
+        return
     try:
         seconds = (time.perf_counter() - started if started is not None
                    else max(0.0, time.time() - float(step.get("created_at") or time.time())))

@@ -7,7 +7,8 @@
   ``generation`` of its current chunks.
 - ``retrieval_chunks``: chunk text, token count and the embedding as float32 little-endian bytes
   (L2-normalised). Dialect-specific companions, created by the migration and not declared here:
-  SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers); PostgreSQL a
+  SQLite ``retrieval_chunks_fts`` (FTS5, external content, kept in sync by triggers) and the index
+  ``ix_retrieval_chunks_store_by_id`` (migration 0014: the keyword ranking's store check); PostgreSQL a
   generated ``tsv tsvector`` column with a GIN index, the table ``retrieval_terms`` (chunks of each store
   holding each lexeme, migration 0012, ``index/term_counts.py``), and ``embedding_v vector`` with
   ``windows_v vector[]`` (migration 0013) when pgvector is installed.

@@ -7,8 +7,8 @@ in_progress by a worker that died with nobody to resume it. A run whose cancel w
 every other one expired, its open steps and message closed with it (runner/endings.py).
 
 Every ``assistd serve`` sweeps — API-only ones too — and every ``assistd worker``. Two sweepers never end a
-run twice: each run is ended in its own transaction, re-read under its row lock (PostgreSQL: ``SKIP LOCKED``,
-so a claim or another sweeper holding it wins) with the same conditions.
+run twice: each run is ended in its own transaction, re-read under its row lock with the same conditions
+(store/runs.py; PostgreSQL: ``SKIP LOCKED``, so a claim or another sweeper holding it wins).
 """
 
 from __future__ import annotations
@@ -16,28 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any
-
-import orjson
-from sqlalchemy import and_, or_, select
 
 from assistd.events.base import EventBus
 from assistd.runner.endings import end_overdue
 from assistd.services.outbox import Outbox
+from assistd.store import runs as stored_runs
 from assistd.store.db import Database
-from assistd.store.tables import runs
 
 log = logging.getLogger("assistd.runner")
-
-# Statuses a run can be left in past expires_at (terminal ones have no expires_at).
-OPEN = ("queued", "in_progress", "cancelling", "requires_action")
-
-
-def _overdue() -> Any:
-    now = time.time()
-    return and_(runs.c.expires_at < int(now), runs.c.status.in_(OPEN),
-                or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now))
 
 
 class RunSweeper:
@@ -69,9 +55,7 @@ class RunSweeper:
     async def sweep(self) -> int:
         """End the overdue runs found now (a batch at most); how many were ended."""
         async with self.db.read() as conn:
-            found = (await conn.execute(
-                select(runs.c.id, runs.c.project_id).where(_overdue()).order_by(runs.c.seq).limit(self.batch)
-            )).all()
+            found = await stored_runs.overdue_runs(conn, self.batch)
         ended = 0
         for run_id, project_id in found:
             ended += await self._end(run_id, project_id)
@@ -80,12 +64,9 @@ class RunSweeper:
     async def _end(self, run_id: str, project_id: str) -> bool:
         outbox = Outbox(run_id)
         async with self.db.write() as conn:
-            stmt = select(runs.c.data).where(runs.c.id == run_id, _overdue())
-            if not self.db.is_sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
-            raw = (await conn.execute(stmt)).scalar_one_or_none()
-            if raw is None:  # taken, resumed or ended meanwhile
+            run = await stored_runs.lock_overdue_run(conn, run_id)
+            if run is None:  # taken, resumed or ended meanwhile
                 return False
-            await end_overdue(conn, orjson.loads(raw), outbox)
+            await end_overdue(conn, run, outbox)
         await outbox.flush(self.bus)
         return True

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select
 
 from assistd.events.base import EventBus
 from assistd.services.outbox import Outbox
+from assistd.store import objects
+from assistd.store import vector_store_files as stored_store_files
 from assistd.store.db import Database
-from assistd.store.tables import threads, vector_store_files
+from assistd.store.tables import threads
 from assistd.tools.server_functions import free_name, one_string_function
 
 FUNCTION_NAME = "file_search"
@@ -196,15 +197,10 @@ async def wait_for_thread_store(db: Database, bus: EventBus, project_id: str, th
     nudged = False
     while True:
         async with db.read() as conn:
-            raw = (await conn.execute(select(threads.c.data).where(
-                threads.c.id == thread_id, threads.c.project_id == project_id))).scalar_one_or_none()
-            wanted = [vs for vs in store_ids(orjson.loads(raw).get("tool_resources")) if vs in run_store_ids] \
-                if raw is not None else []
-            busy = bool(wanted) and (await conn.execute(
-                select(func.count()).select_from(vector_store_files).where(
-                    vector_store_files.c.vector_store_id.in_(wanted),
-                    vector_store_files.c.project_id == project_id,
-                    vector_store_files.c.status == "in_progress"))).scalar_one() > 0
+            thread = await objects.get_object(conn, threads, thread_id, project_id=project_id)
+            wanted = [vs for vs in store_ids(thread.get("tool_resources")) if vs in run_store_ids] \
+                if thread is not None else []
+            busy = await stored_store_files.any_in_progress(conn, project_id, wanted)
         if not busy or time.monotonic() >= deadline:
             return
         if not nudged:  # files attached with the run's own request: their jobs are committed by now

@@ -14,16 +14,20 @@ than that is *common* (an IDF cut-off: bm25 gives it a small weight anyway).
   ``COMMON`` each, so ranking stays bounded), ranked by *all* the words: a common word still lifts the
   chunks holding it among those candidates. What is skipped is only chunks matching common words alone.
 - Every word is common: the chunks holding two or more of them are ranked (then, to fill half a
-  candidate list, those holding any); two mid-frequency words rarely share many chunks, but two very
-  common ones can share a third of the store, so at most ``SAMPLE`` matches are ranked (the first ones
-  found): weak keyword evidence, which the vector ranking outweighs. PostgreSQL, whose counts are exact,
-  first ranks the chunks holding the rarest word and any other (at most ``TS_RANK_SAMPLE``): the likeliest
-  answers, found by GIN from the rare word's short list, and no chunk holding only two very common words
-  ("how do I set the default value…"); the pairs follow only short of half a list.
+  candidate list, those holding any), at most ``SAMPLE`` (the first ones found): weak keyword evidence,
+  which the vector ranking outweighs. Two mid-frequency words rarely share many chunks, but two very
+  common ones can share a third of the store, and none of those chunks need hold the question's telling
+  word ("how do I set the default value…"). So PostgreSQL, whose counts are exact, first ranks the chunks
+  holding the rarest word and any other (at most ``TS_RANK_SAMPLE``: found by GIN from the rare word's
+  short list), the pairs following only short of half a list; SQLite pairs no two words held by more than
+  ``VERY_COMMON`` chunks each, writing each such word once in the expression: bm25 reads every phrase's
+  whole list of chunks to weigh it (its IDF), a cost that grows with the store, not with the matches.
 
-How many chunks hold a word: on SQLite counted from the FTS index alone, up to ``COMMON + 1`` (all stores
-of the database: a document frequency, not the stores' own); on PostgreSQL read from the stores' word
-counts (``term_counts``: GIN cannot count without visiting each matching row).
+How many chunks hold a word: on SQLite counted from the FTS index alone, up to ``COMMON + 1`` and, when no
+word is rare, up to ``VERY_COMMON + 1`` (all stores of the database: a document frequency, not the stores'
+own); on PostgreSQL read from the stores' word counts (``term_counts``: GIN cannot count without visiting
+each matching row). SQLite checks each match's store from an index of stores by chunk id (migration 0014),
+not from the chunk's ~2 KB row.
 
 A store of at most ``COMMON`` chunks (on SQLite: a database) is ranked exactly as the plain OR.
 """
@@ -35,7 +39,7 @@ from functools import reduce
 from itertools import combinations
 from typing import Any
 
-from sqlalchemy import String, and_, column, func, literal_column, select, table
+from sqlalchemy import String, and_, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -45,6 +49,7 @@ from assistd.retrieval.tables import retrieval_chunks, retrieval_files
 MAX_TERMS = 32
 COMMON = 300  # a word held by more chunks than this is common (see above)
 SAMPLE = 2000  # matches ranked when every word is common
+VERY_COMMON = 2500  # SQLite, every word common: no pair of two words held by more chunks than this
 TS_RANK_SAMPLE = 500  # PostgreSQL: at most this many of them (ts_rank_cd reads each row's tsvector from the heap)
 MAX_PAIR_TERMS = 8  # 28 pairs; longer all-common queries go to the OR
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -55,8 +60,10 @@ no nor not now of off on once only or other our ours ourselves out over own same
 that the their theirs them themselves then there these they this those through to too under until up very was
 we were what when where which while who whom why will with would you your yours yourself yourselves""".split())
 
-_fts = table("retrieval_chunks_fts", column("rowid"))
 _tsv: ColumnElement[Any] = literal_column("retrieval_chunks.tsv")
+# SQLite: SQLAlchemy renders no INDEXED BY, and without planner statistics SQLite prefers the rowid lookup.
+_SQLITE_JOIN = text("retrieval_chunks_fts JOIN retrieval_chunks INDEXED BY ix_retrieval_chunks_store_by_id "
+                    "ON retrieval_chunks.id = retrieval_chunks_fts.rowid")
 
 
 def terms(query_text: str | None) -> list[str]:
@@ -111,15 +118,18 @@ async def rank(conn: AsyncConnection, dialect: str, vector_store_ids: list[str],
         return await _matches(conn, d, match, everything, scope, file_filter, limit)
     ids: list[int] = []
     sample = SAMPLE if d.sqlite else min(SAMPLE, TS_RANK_SAMPLE)
-    if not d.sqlite and len(words) >= 2:  # the counts are exact: the rarest word and any other first
+    if d.sqlite:
+        if len(words) >= 2 and (pairs := _pairs_not_both_very_common(d, words, held)):
+            # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
+            ids = await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample)
+    elif len(words) >= 2:  # the counts are exact: the rarest word and any other first, then the pairs
         rarest = min(words, key=lambda w: held[w])
         match = d.word[rarest].op("&&")(d.any_of([w for w in words if w != rarest]))
         ids = await _matches(conn, d, match, everything, scope, file_filter, limit, sample=sample)
-    if len(ids) < limit // 2 and 2 <= len(words) <= MAX_PAIR_TERMS:
-        pairs = " OR ".join(f"({d.all_of([a, b])})" for a, b in combinations(words, 2)) if d.sqlite else \
-            reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
-        # Every word is in the pairs already: ranking by them needs no second expression to evaluate.
-        ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample), limit)
+        if len(ids) < limit // 2 and len(words) <= MAX_PAIR_TERMS:
+            pairs = reduce(lambda x, y: x.op("||")(y), [d.all_of([a, b]) for a, b in combinations(words, 2)])
+            ids = _merged(ids, await _matches(conn, d, pairs, pairs, scope, file_filter, limit, sample=sample),
+                          limit)
     if len(ids) < limit // 2:  # then chunks holding any of the words
         ids = _merged(ids, await _matches(conn, d, everything, everything, scope, file_filter, limit,
                                           sample=sample), limit)
@@ -131,14 +141,35 @@ def _merged(ids: list[int], more: list[int], limit: int) -> list[int]:
     return ids + [i for i in more if i not in seen][:limit - len(ids)]
 
 
+def _pairs_not_both_very_common(d: _Dialect, words: list[str], held: dict[str, int]) -> str | None:
+    """SQLite, every word common: an FTS5 expression of the chunks holding two of the words, one of them
+    held by at most ``VERY_COMMON`` chunks (else the rarest word and any other); None past
+    ``MAX_PAIR_TERMS`` such words. Each very common word appears once in it, so bm25 reads its long list of
+    chunks once (it counts every phrase of the expression over the whole index)."""
+    fewer = [w for w in words if held[w] <= VERY_COMMON] or [min(words, key=lambda w: held[w])]
+    very = [w for w in words if w not in fewer]
+    if len(fewer) > MAX_PAIR_TERMS:
+        return None
+    parts = [f"({d.all_of([a, b])})" for a, b in combinations(fewer, 2)]
+    if very:
+        parts.append(f"(({d.any_of(fewer)}) AND ({d.any_of(very)}))")
+    return " OR ".join(parts)
+
+
 async def _held(conn: AsyncConnection, d: _Dialect, words: list[str]) -> dict[str, int]:
-    """SQLite: how many chunks hold each word, counted up to ``COMMON + 1`` over the whole FTS index (every
-    store: a document frequency read from the index alone), in one statement. (PostgreSQL: ``term_counts``.)"""
-    counts = []
-    for w in words:
-        inner = select(_fts.c.rowid).where(literal_column("retrieval_chunks_fts").op("MATCH")(d.word[w]))
-        counts.append(select(func.count()).select_from(inner.limit(COMMON + 1).subquery()).scalar_subquery())
-    row = (await conn.execute(select(*counts))).one()
+    """SQLite: how many chunks hold each word, counted over the whole FTS index (every store: a document
+    frequency read from the index alone), in one statement: up to ``COMMON + 1``, and when no word is
+    rare (1 to ``COMMON``), further, up to ``VERY_COMMON + 1``. (PostgreSQL: ``term_counts``.)"""
+    def count(i: int, up_to: int) -> str:
+        return (f"(SELECT count(*) FROM (SELECT rowid FROM retrieval_chunks_fts WHERE retrieval_chunks_fts "
+                f"MATCH :w{i} LIMIT {up_to}))")
+    n = range(len(words))
+    none_rare = " AND ".join(f"n{i} NOT BETWEEN 1 AND {COMMON}" for i in n)
+    # A subquery under CASE runs only when its branch is taken: queries with a rare word count no further.
+    sql = (f"WITH held AS MATERIALIZED (SELECT {', '.join(f'{count(i, COMMON + 1)} AS n{i}' for i in n)}) "
+           f"SELECT {', '.join(f'CASE WHEN further THEN {count(i, VERY_COMMON + 1)} ELSE n{i} END' for i in n)} "
+           f"FROM (SELECT *, {none_rare} AS further FROM held)")
+    row = (await conn.execute(text(sql), {f"w{i}": d.word[w] for i, w in enumerate(words)})).one()
     return {w: int(n or 0) for w, n in zip(words, row, strict=True)}
 
 
@@ -146,28 +177,35 @@ async def _matches(conn: AsyncConnection, d: _Dialect, match: Any, rank_by: Any 
                    file_filter: ColumnElement[bool] | None, limit: int, sample: int | None = None) -> list[int]:
     """Ids of chunks matching ``match``, best first by the words of ``rank_by`` (in no order if None);
     with ``sample``, only the first ``sample`` matches are ranked."""
-    c, f = retrieval_chunks.c, retrieval_files.c
+    f = retrieval_files.c
     if d.sqlite:
         if rank_by is not None and rank_by is not match:
             # bm25 weighs every phrase of the MATCH expression: rank_by's words join it under an AND that
             # the match already implies, so they count in the ranking without widening the match.
             match = f"({match}) AND ({rank_by})"
         score: Any = literal_column("bm25(retrieval_chunks_fts)")
-        # The FTS table must drive the join (one primary-key lookup per match); see ``scope``.
-        stmt = select(c.id).select_from(_fts.join(retrieval_chunks, c.id == _fts.c.rowid))
+        # The FTS table drives the join (see ``scope``); each match's store is read from the index
+        # of stores by chunk id (migration 0014), not from the chunk's row.
+        chunk: dict[str, ColumnElement[Any]] = {
+            name: literal_column(f"retrieval_chunks.{name}") for name in ("id", "vector_store_id", "file_id")}
+        stmt = select(chunk["id"].label("id")).select_from(_SQLITE_JOIN)
         where = [literal_column("retrieval_chunks_fts").op("MATCH")(match), scope]
+        if file_filter is not None:
+            where += [f.vector_store_id == chunk["vector_store_id"], f.file_id == chunk["file_id"], file_filter]
     else:
+        c = retrieval_chunks.c
+        chunk = {"id": c.id}
         score = -func.ts_rank_cd(_tsv, rank_by) if rank_by is not None else None
         stmt = select(c.id).select_from(retrieval_chunks)
         where = [_tsv.op("@@")(match), scope]
-    if file_filter is not None:
-        stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
-        where.append(file_filter)
+        if file_filter is not None:
+            stmt = stmt.join(retrieval_files, and_(f.vector_store_id == c.vector_store_id, f.file_id == c.file_id))
+            where.append(file_filter)
     stmt = stmt.where(*where)
     if rank_by is None:
         stmt = stmt.limit(limit)
     elif sample is None:
-        stmt = stmt.order_by(score, c.id).limit(limit)
+        stmt = stmt.order_by(score, chunk["id"]).limit(limit)
     else:
         inner = stmt.add_columns(score.label("score")).limit(sample).subquery()
         stmt = select(inner.c.id).order_by(inner.c.score, inner.c.id).limit(limit)
