@@ -1,9 +1,9 @@
 """A head start's first model call, sent while the transaction that creates its run is still committing.
 
-Its request depends only on what that transaction wrote (the run, its thread's messages), so it is sent as
-soon as the transaction holds them (``WorkerPool.reserve``), and the upstream's latency and our own cost of
-making the call overlap the last statements and the commit (on PostgreSQL, the commit's WAL flush) instead
-of following them. Nothing the call returns is seen before the commit: only the run's executor reads its
+Its request depends only on what that transaction wrote (the run, its thread's messages), so it is sent
+right before the commit (``WorkerPool.reserve``, the transaction's last step), and the upstream's latency and
+our own cost of making the call overlap the commit (on PostgreSQL, its wait for the WAL flush) instead of
+following it. Nothing the call returns is seen before the commit: only the run's executor reads its
 events, and the executor starts after the commit (``WorkerPool.settle``); a transaction that rolls back
 closes the call unread.
 

@@ -107,8 +107,10 @@ class WorkerPool:
         assert lease in self._held
         executor = self._executor(started["id"], project_id, HeadStart(started, steps, thread))
         self._held[lease] = executor  # from now on ``settle`` starts it or drops it
-        await executor.send_first_call(conn)
         await executor.prepare_first_answer(conn)
+        # Last, right before the commit: the call's own Python then runs while the commit waits for the WAL
+        # flush, rather than between the transaction's statements.
+        await executor.send_first_call(conn)
 
     def settle(self, lease: Lease, committed: bool) -> None:
         """The lease's transaction has ended. Committed, the run reserved under the lease (if any) starts now
