@@ -27,7 +27,7 @@ from bench.retrieval_eval.run import DOCS, Embedder, headings, norm, pages, ques
 async def evaluate(args: argparse.Namespace) -> None:
     from assistd.retrieval import HybridIndex, IndexedChunk
     from assistd.retrieval.index import vectors
-    from assistd.retrieval.pipeline import parse_and_chunk
+    from assistd.retrieval.pipeline import parse_and_split
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
 
@@ -43,15 +43,14 @@ async def evaluate(args: argparse.Namespace) -> None:
         rel = str(page.relative_to(DOCS))
         marks[rel] = headings(page)
         data = page.read_bytes()
-        pieces = parse_and_chunk(data, page.name)
-        texts = [p for p, _ in pieces]
-        windows = embedder.windows(texts)
-        real_windows += windows
+        pieces = parse_and_split(data, page.name)
+        texts = [p.text for p in pieces]
+        embedded = embedder.windows(texts, [p.contexts for p in pieces])  # as the product embeds them
+        real_windows += [w for _, w in embedded]
         words += " ".join(texts).split()
         async with db.write() as conn:
-            await writer.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p, v, n, w) for (p, n), v, w in
-                                                               zip(pieces, embedder.embed(texts), windows,
-                                                                   strict=True)], {})
+            await writer.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p.text, v, p.tokens, w) for p, (v, w) in
+                                                               zip(pieces, embedded, strict=True)], {})
     pool = np.concatenate(real_windows)
     vocabulary = np.array(words)
     rng = np.random.default_rng(11)
