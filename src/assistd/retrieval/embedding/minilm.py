@@ -133,7 +133,7 @@ class MiniLM:
             end = bounds[i + 1][0] if i + 1 < len(bounds) else len(pieces)
             if end > first:
                 out += self._section_windows(pieces[first:end], head)
-        return out or [([self.cls, *(bounds[0][1] if bounds else []), self.sep], 0)]
+        return out or [([self.cls, *bounds[0][1], self.sep], 0)]  # an empty text: one window, its path alone
 
     def _section_windows(self, pieces: list[int], head: list[int]) -> list[tuple[list[int], int]]:
         """One section's pieces in windows of ``WINDOW`` pieces, each led by ``head``, neighbours sharing
