@@ -86,6 +86,30 @@ def test_each_window_is_led_by_the_heading_path_of_its_section(model: minilm.Min
     assert float(per_window[len(windows) - 1] @ query) > float(per_window[-1] @ query)
 
 
+def test_windows_never_cross_a_section_start(model: minilm.MiniLM) -> None:
+    """A short section between two long ones is a window of its own, not a slice of its neighbours'."""
+    before, after = long_text(150), long_text(120)
+    short = "Volcanoes erupting in Iceland disrupted flights across northern Europe."
+    text = f"{before}\n{short}\n{after}"
+    contexts = [(0, "Field guide > Rivers"), (len(before) + 1, "Field guide > Volcanoes"),
+                (len(before) + len(short) + 2, "Field guide > Orchards")]
+    windows = model.windows(text, contexts)
+    enc = model.tokenizer.encode
+    pieces = [enc(part, add_special_tokens=False).ids for part in (before, short, after)]
+    heads = [enc(c, add_special_tokens=False).ids for _, c in contexts]
+    own = [w for w in windows if w[1:1 + len(heads[1])] == heads[1]]
+    assert own == [[model.cls, *heads[1], *pieces[1], model.sep]]  # the section, whole, after its path
+    for head, body in ((heads[0], pieces[0]), (heads[2], pieces[2])):
+        mine = [w[1 + len(head):-1] for w in windows if w[1:1 + len(head)] == head]
+        assert mine[0][:8] == body[:8] and mine[-1][-8:] == body[-8:]  # starts and ends with its section
+        assert all(p in body for w in mine for p in w)
+    assert sum(len(w) - 2 for w in windows) >= len(sum(pieces, []))  # every piece is in some window
+    assert model.windows("", contexts[:1]) == [[model.cls, *heads[0], model.sep]]
+    _, _, per_window = model.embed_windows([text], [contexts])
+    [query] = model.embed(["which eruption grounded planes in europe"])
+    assert int(np.argmax(per_window @ query)) == windows.index(own[0])
+
+
 def test_short_texts_are_one_window_and_match_the_reference_model(model: minilm.MiniLM) -> None:
     texts = ["A cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by eight percent."]
     assert all(len(model.windows(t)) == 1 for t in texts)

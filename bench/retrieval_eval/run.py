@@ -116,11 +116,11 @@ class Embedder:
 
     def windows(self, texts: list[str],
                 contexts: list[list[tuple[int, str]] | None]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each text's (vector, window vectors), as the local embedder's ``embed_windows``; cached by text and
-        contexts."""
+        """Each text's (vector, window vectors), as the local embedder's ``embed_windows``; cached by the word
+        pieces of its windows (a change in how a text is windowed is embedded anew)."""
         out = []
         for text, context in zip(texts, contexts, strict=True):
-            key = hashlib.sha256(repr((text, context)).encode()).hexdigest()[:32]
+            key = hashlib.sha256(repr(self.model.windows(text, context)).encode()).hexdigest()[:32]
             path = CACHE / f"{key}.windowed.npz"
             if not path.exists():
                 vectors, _, windows = self.model.embed_windows([text], [context])
@@ -138,6 +138,8 @@ async def evaluate(args: argparse.Namespace) -> None:
     from assistd.store.migrate import migrate
 
     types.RRF_K = args.rrf_k
+    if args.vector_weight is None:
+        args.vector_weight = types.WEIGHTS["vector"]
     types.WEIGHTS["vector"] = args.vector_weight
     if args.common is not None:
         from assistd.retrieval.index import keyword
@@ -217,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", choices=["question", "opener"], default="question",
                         help="what the vector side embeds: the question as typed, or without its question words")
     parser.add_argument("--rrf-k", type=int, default=30, help="reciprocal rank fusion constant (the product's: 30)")
-    parser.add_argument("--vector-weight", type=float, default=3.0,
-                        help="weight of the vector list in RRF (the product's: 3)")
+    parser.add_argument("--vector-weight", type=float, default=None,
+                        help="weight of the vector list in RRF (default: the product's, types.WEIGHTS)")
     parser.add_argument("--vectors", choices=["windows", "chunk"], default="windows",
                         help="vector ranking by each chunk's best window (the product) or by its one mean vector "
                              "(before migration 0008, or an upstream embedder)")

@@ -27,7 +27,7 @@ from bench.retrieval_eval.run import DOCS, Embedder, headings, norm, pages, ques
 async def evaluate(args: argparse.Namespace) -> None:
     from assistd.retrieval import HybridIndex, IndexedChunk
     from assistd.retrieval.index import vectors
-    from assistd.retrieval.pipeline import parse_and_chunk
+    from assistd.retrieval.pipeline import parse_and_split
     from assistd.store.db import Database
     from assistd.store.migrate import migrate
 
@@ -43,15 +43,14 @@ async def evaluate(args: argparse.Namespace) -> None:
         rel = str(page.relative_to(DOCS))
         marks[rel] = headings(page)
         data = page.read_bytes()
-        pieces = parse_and_chunk(data, page.name)
-        texts = [p for p, _ in pieces]
-        windows = embedder.windows(texts)
-        real_windows += windows
+        pieces = parse_and_split(data, page.name)
+        texts = [p.text for p in pieces]
+        embedded = embedder.windows(texts, [p.contexts for p in pieces])  # as the product embeds them
+        real_windows += [w for _, w in embedded]
         words += " ".join(texts).split()
         async with db.write() as conn:
-            await writer.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p, v, n, w) for (p, n), v, w in
-                                                               zip(pieces, embedder.embed(texts), windows,
-                                                                   strict=True)], {})
+            await writer.add(conn, "vs_eval", rel, page.name, [IndexedChunk(p.text, v, p.tokens, w) for p, (v, w) in
+                                                               zip(pieces, embedded, strict=True)], {})
     pool = np.concatenate(real_windows)
     vocabulary = np.array(words)
     rng = np.random.default_rng(11)
@@ -70,11 +69,13 @@ async def evaluate(args: argparse.Namespace) -> None:
     print(f"{sum(len(w) for w in real_windows)} real windows in {len(real_windows)} chunks + "
           f"{args.distractors:,} distractor chunks of 4 windows, added in {time.perf_counter() - t:.0f} s")
     qvecs = embedder.embed([q["question"] for q in qs])
-    default_rows = vectors.EXACT_ROWS
+    default_rows, default_candidates = vectors.EXACT_ROWS, vectors.CANDIDATES_PER_RESULT
     print("\n| vector search | ranking | questions | recall@1 | recall@5 | MRR@10 | p50 ms |\n"
           "|---|---|---|---|---|---|---|")
-    for label, exact_rows in (("two stages, float16 rows", default_rows), ("exact, float32", 10**12)):
-        vectors.EXACT_ROWS = exact_rows
+    runs = [(f"two stages ({c} candidates a result), float16 rows", default_rows, c)
+            for c in args.candidates or [default_candidates]]
+    for label, exact_rows, candidates in runs + [("exact, float32", 10**12, default_candidates)]:
+        vectors.EXACT_ROWS, vectors.CANDIDATES_PER_RESULT = exact_rows, candidates
         index = HybridIndex()  # its own cache, loaded in this mode
         for mode in ("vector", "hybrid"):
             ranks: dict[str, list[int | None]] = {"lexical": [], "paraphrase": []}
@@ -94,13 +95,15 @@ async def evaluate(args: argparse.Namespace) -> None:
                 mrr = sum(1 / r for r in rs if r is not None) / len(rs)
                 print(f"| {label} | {mode} | {kind} ({len(rs)}) | {r1:.2f} | {r5:.2f} | {mrr:.3f} | "
                       f"{sorted(times)[len(times) // 2] * 1e3:.1f} |", flush=True)
-    vectors.EXACT_ROWS = default_rows
+    vectors.EXACT_ROWS, vectors.CANDIDATES_PER_RESULT = default_rows, default_candidates
     await db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.retrieval_eval.scale", description=__doc__.split("\n")[0])
     parser.add_argument("--distractors", type=int, default=100_000, help="synthetic chunks added to the store")
+    parser.add_argument("--candidates", type=int, action="append",
+                        help="vectors.CANDIDATES_PER_RESULT of a two-stage run (repeatable; default: the product's)")
     asyncio.run(evaluate(parser.parse_args(argv)))
     return 0
 

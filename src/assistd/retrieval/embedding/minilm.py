@@ -11,15 +11,19 @@ vector is the mean of its windows' vectors weighted by their piece counts, L2-no
 finds a sentence the average dilutes (a chunk of 800 tokens is three windows).
 
 Context: ``embed_windows`` may be given, per text, where its sections start and their heading path
-(``outline.Outline.chunk_contexts``). Each window then starts with the path of the section its first
-word is in (at most ``CONTEXT_PIECES`` pieces, keeping the deepest headings), and holds that many fewer
-of the text's pieces: every window says what it is about, not only the one holding the heading.
+(``outline.Outline.chunk_contexts``). Windows then never cross a section start: each section of the text
+is windowed on its own, and each of its windows starts with the section's path (at most ``CONTEXT_PIECES``
+pieces, keeping the deepest headings) and holds that many fewer of the text's pieces. Every window says
+what it is about, and a short section (a FAQ entry, a paragraph under its heading) is a window of its own
+rather than a third of one about three sections, where its words are averaged with its neighbours'
+(docs/benchmarks.md, "December: beyond fusion"). The model's work stays about the same: a window costs its
+pieces, and the text's pieces are embedded once each as before (plus a heading path per window).
 """
 
 from __future__ import annotations
 
 import os
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -117,19 +121,29 @@ class MiniLM:
         """(window, how many of the text's pieces it holds) for each window of ``text``."""
         encoding = self.tokenizer.encode(text, add_special_tokens=False)
         pieces = encoding.ids
+        starts = [start for start, _ in encoding.offsets]
         marks = sorted((int(o), c) for o, c in contexts or () if c)
         heads = {c: self.tokenizer.encode(c, add_special_tokens=False).ids[-CONTEXT_PIECES:] for _, c in marks}
-        offsets = [o for o, _ in marks]
+        # Sections as piece ranges: each starts at its heading's first piece; text before the first mark (none
+        # when the outline gives one at 0) is a section without a path.
+        bounds: list[tuple[int, list[int]]] = [(0, [])] if not marks or marks[0][0] > 0 else []
+        bounds += [(bisect_left(starts, offset), heads[path]) for offset, path in marks]
+        out: list[tuple[list[int], int]] = []
+        for i, (first, head) in enumerate(bounds):
+            end = bounds[i + 1][0] if i + 1 < len(bounds) else len(pieces)
+            if end > first:
+                out += self._section_windows(pieces[first:end], head)
+        return out or [([self.cls, *bounds[0][1], self.sep], 0)]  # an empty text: one window, its path alone
+
+    def _section_windows(self, pieces: list[int], head: list[int]) -> list[tuple[list[int], int]]:
+        """One section's pieces in windows of ``WINDOW`` pieces, each led by ``head``, neighbours sharing
+        ``WINDOW_OVERLAP``."""
+        n = WINDOW - len(head)
         out: list[tuple[list[int], int]] = []
         s = 0
         while True:
-            head: list[int] = []
-            if marks:
-                at = encoding.offsets[s][0] if s < len(pieces) else 0
-                i = bisect_right(offsets, at)
-                head = heads[marks[i - 1][1]] if i else []
-            n = WINDOW - len(head)
-            out.append(([self.cls, *head, *pieces[s:s + n], self.sep], len(pieces[s:s + n])))
+            part = pieces[s:s + n]
+            out.append(([self.cls, *head, *part, self.sep], len(part)))
             if s + n >= len(pieces):
                 return out
             s += n - WINDOW_OVERLAP
