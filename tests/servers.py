@@ -38,11 +38,14 @@ def free_port() -> int:
 
 
 class LiveProcess:
-    """``python -m assistd.cli ARGS`` with its output in a log file, ready when ``ready_path`` answers."""
+    """``python -m assistd.cli ARGS`` with its output in a log file, ready when ``ready_path`` answers.
+
+    ``timeout`` is only ever waited out by a process that never answers: a cold start takes seconds, but tens
+    of them on a busy two-core machine (scripts/test runs two suites side by side)."""
 
     def __init__(
         self, args: list[str], port: int, *, env: dict[str, str] | None = None,
-        ready_path: str = "/healthz", timeout: float = 30.0,
+        ready_path: str = "/healthz", timeout: float = 90.0,
     ) -> None:
         self.args = args
         self.port = port

@@ -53,15 +53,24 @@ def servers(stack: ExitStack, url: str, upstream: LiveProcess, tmp_path: Path, c
     return [stack.enter_context(serve(env)) for _ in range(count)]
 
 
-def in_one_window(attempt: Callable[[], None], needs_seconds: float = 25.0) -> None:
-    """Runs ``attempt`` inside one minute window: started early enough in a window to finish in it (the
-    counts of a window that turns mid-attempt would be split)."""
-    left = 60 - time.time() % 60
-    if left < needs_seconds:
-        time.sleep(left + 0.05)
-    start = int(time.time() // 60)
-    attempt()
-    assert int(time.time() // 60) == start, "the attempt took longer than its window"
+def in_one_window(attempt: Callable[[], None], needs_seconds: float = 10.0) -> None:
+    """Runs ``attempt`` inside one minute window (the counts of a window that turns mid-attempt would be
+    split): at once when this window has ``needs_seconds`` left, else from the start of the next. Should the
+    window turn during it all the same (a slow machine), it runs once more from the start of a fresh window."""
+    for last_try in (False, True):
+        left = 60 - time.time() % 60
+        if left < needs_seconds or last_try:
+            time.sleep(left + 0.05)
+        start = int(time.time() // 60)
+        try:
+            attempt()
+        except (Exception, pytest.fail.Exception):
+            if last_try or int(time.time() // 60) == start:
+                raise
+            continue
+        if int(time.time() // 60) == start:
+            return
+    raise AssertionError("the attempt took longer than a whole window")
 
 
 def spend_budget(procs: list[LiveProcess], limit: int, assistant_path: str, spent: int = 0) -> httpx.Response:

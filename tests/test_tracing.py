@@ -76,11 +76,23 @@ def _value(v: Any) -> Any:
     return getattr(v, v.WhichOneof("value")) if v.WhichOneof("value") else None
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
+    """One collector for the module: each test finds its own run's trace in it (``trace_of``)."""
     r = Receiver()
     yield r
     r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def traced(database_url: str, upstream: LiveProcess, tmp_path_factory: pytest.TempPathFactory,
+           receiver: Receiver) -> Iterator[LiveProcess]:
+    """One serve exporting to ``receiver`` for the tests that need no worker, on a database of its own (these
+    tests call it keyless)."""
+    tmp = tmp_path_factory.mktemp("traced")
+    with fresh_database(database_url, tmp) as url:
+        with serve(server_env(url, upstream, tmp, **otel_env(receiver))) as proc:
+            yield proc
 
 
 def otel_env(receiver: Receiver) -> dict[str, str]:
@@ -118,15 +130,13 @@ def check_run_trace(receiver: Receiver, run: dict[str, Any], secret: str) -> lis
     return spans
 
 
-def test_a_run_is_one_trace(database_url: str, upstream: LiveProcess, tmp_path: Path, receiver: Receiver) -> None:
+def test_a_run_is_one_trace(traced: LiveProcess, receiver: Receiver) -> None:
     secret = "private-" + marker()
-    with fresh_database(database_url, tmp_path) as url:
-        with serve(server_env(url, upstream, tmp_path, **otel_env(receiver))) as proc:
-            client = sdk(proc)
-            thread = new_thread(client, f"{secret} [reply: traced {secret}]")
-            run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id)
-            done = wait_run(client, thread.id, run.id, "completed")
-            check_run_trace(receiver, done, secret)
+    client = sdk(traced)
+    thread = new_thread(client, f"{secret} [reply: traced {secret}]")
+    run = client.beta.threads.runs.create(thread.id, assistant_id=new_assistant(client).id)
+    done = wait_run(client, thread.id, run.id, "completed")
+    check_run_trace(receiver, done, secret)
 
 
 def test_a_run_executed_by_a_worker_continues_the_request_trace(
@@ -146,22 +156,19 @@ def test_a_run_executed_by_a_worker_continues_the_request_trace(
     assert services["POST"] == "assistd" and services["invoke_agent"] == "assistd-worker"
 
 
-def test_a_run_cancelled_mid_answer_exports_its_chat_and_agent_spans(
-        database_url: str, upstream: LiveProcess, tmp_path: Path, receiver: Receiver) -> None:
-    with fresh_database(database_url, tmp_path) as url:
-        with serve(server_env(url, upstream, tmp_path, **otel_env(receiver))) as proc:
-            client = sdk(proc)
-            thread = new_thread(client, "[chunk-delay: 0.5] [reply: " + " ".join(["word"] * 40) + "]")
-            with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=new_assistant(client).id) as events:
-                for event in events:
-                    if event.event == "thread.run.created":
-                        run_id = event.data.id
-                    if event.event == "thread.message.delta":  # mid-answer: the model is still streaming
-                        client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
-                        break
-            wait_run(client, thread.id, run_id, "cancelled")
-            spans = wait_until(lambda: (s := receiver.trace_of(run_id)) and any(
-                x["name"].startswith("chat ") for x in s) and s, timeout=30, what="the cancelled run's chat span")
+def test_a_run_cancelled_mid_answer_exports_its_chat_and_agent_spans(traced: LiveProcess, receiver: Receiver) -> None:
+    client = sdk(traced)
+    thread = new_thread(client, "[chunk-delay: 0.5] [reply: " + " ".join(["word"] * 40) + "]")
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=new_assistant(client).id) as events:
+        for event in events:
+            if event.event == "thread.run.created":
+                run_id = event.data.id
+            if event.event == "thread.message.delta":  # mid-answer: the model is still streaming
+                client.beta.threads.runs.cancel(run_id, thread_id=thread.id)
+                break
+    wait_run(client, thread.id, run_id, "cancelled")
+    spans = wait_until(lambda: (s := receiver.trace_of(run_id)) and any(
+        x["name"].startswith("chat ") for x in s) and s, timeout=30, what="the cancelled run's chat span")
     agent = next(s for s in spans if s["name"].startswith("invoke_agent"))
     chat = next(s for s in spans if s["name"].startswith("chat "))
     assert chat["parent"] == agent["span_id"]

@@ -215,18 +215,21 @@ def test_search_and_a_file_search_run_with_the_embeddings_upstream_down(database
     assert "embedding model cannot be reached" in ended["last_error"]["message"]
 
 
-@pytest.mark.parametrize("status", [503, 429])
-def test_search_answers_503_while_the_embeddings_upstream_refuses(database_url, upstream, tmp_path, status):
+@pytest.fixture(scope="module")
+def refused(database_url, upstream, tmp_path_factory) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """A server whose embeddings upstream refuses every request with the status a test puts in the dict (and
+    notes each status it answered)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.run_helpers import sdk
+    answer: dict[str, Any] = {"status": 503, "answered": []}
 
     class Refusing(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             self.rfile.read(int(self.headers.get("content-length") or 0))
             body = b'{"error": {"message": "busy", "type": "server_error", "param": null, "code": null}}'
-            self.send_response(status)
+            self.send_response(answer["status"])
+            answer["answered"].append(answer["status"])
             self.send_header("content-type", "application/json")
             self.send_header("retry-after-ms", "1")  # the openai client retries at once, not after its back-off
             self.send_header("content-length", str(len(body)))
@@ -241,11 +244,21 @@ def test_search_answers_503_while_the_embeddings_upstream_refuses(database_url, 
     thread.start()
     try:
         url = f"http://127.0.0.1:{refusing.server_address[1]}/v1"
-        with _embeddings_server(database_url, upstream, tmp_path, url) as proc:
-            client = sdk(proc)
-            store_id = client.vector_stores.create(name="embeddings refused").id
-            _assert_retry_later(_search_raw(proc, store_id))
+        with _embeddings_server(database_url, upstream, tmp_path_factory.mktemp("refused"), url) as proc:
+            yield proc, answer
     finally:
         refusing.shutdown()
         refusing.server_close()
         thread.join()
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_search_answers_503_while_the_embeddings_upstream_refuses(refused, status):
+    from tests.run_helpers import sdk
+
+    proc, answer = refused
+    answer["status"] = status
+    client = sdk(proc)
+    store_id = client.vector_stores.create(name="embeddings refused").id
+    _assert_retry_later(_search_raw(proc, store_id))
+    assert status in answer["answered"]  # the refusal came from the upstream, with this status
