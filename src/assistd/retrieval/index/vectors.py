@@ -35,7 +35,6 @@ neighbours that ranking depends on (docs/benchmarks.md).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assistd.heap_trim import malloc_trim
 from assistd.retrieval.tables import retrieval_chunks, retrieval_files, retrieval_stores
 
 
@@ -197,11 +197,9 @@ _TRIM_AFTER_ROWS = 10_000
 
 def _release_freed_memory() -> None:
     """Return free heap pages to the OS where the C library can (glibc's ``malloc_trim``; elsewhere nothing)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    trim = malloc_trim()
+    if trim is not None:
+        trim()
 
 
 def _room(rows: int) -> int:
